@@ -1,0 +1,27 @@
+"""Constants shared by the whole hub: version, event names, storage names."""
+
+from typing import Final
+
+__version__: Final = "0.1.0"
+
+EVENT_STATE_CHANGED: Final = "state_changed"
+EVENT_CALL_SERVICE: Final = "call_service"
+EVENT_SERVICE_REGISTERED: Final = "service_registered"
+EVENT_SERVICE_REMOVED: Final = "service_removed"
+EVENT_HUB_START: Final = "hub_start"
+EVENT_HUB_STARTED: Final = "hub_started"
+EVENT_HUB_STOP: Final = "hub_stop"
+EVENT_HUB_FINAL_WRITE: Final = "hub_final_write"
+EVENT_HUB_CLOSE: Final = "hub_close"
+EVENT_INTEGRATION_LOADED: Final = "integration_loaded"
+EVENT_VEND_STARTED: Final = "vend_started"
+EVENT_VEND_COMPLETED: Final = "vend_completed"
+EVENT_VEND_FAILED: Final = "vend_failed"
+EVENT_MACHINE_ONLINE: Final = "machine_online"
+EVENT_MACHINE_OFFLINE: Final = "machine_offline"
+EVENT_ALARM_RAISED: Final = "alarm_raised"
+EVENT_ALARM_CLEARED: Final = "alarm_cleared"
+
+MATCH_ALL: Final = "*"
+
+STORAGE_DIR: Final = ".storage"
