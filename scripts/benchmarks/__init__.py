@@ -1,0 +1,1 @@
+"""VendHub benchmarks: each module here is a subcommand of scripts/bench."""

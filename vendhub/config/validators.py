@@ -1,0 +1,453 @@
+"""Reusable voluptuous validators whose errors say what was expected and what was given."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+import zoneinfo
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import voluptuous as vol
+
+
+def describe_value(value: Any) -> str:
+    """`'abc' (str)`, `5 (int)`, `a mapping` ... for the "got ..." part of a message."""
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        return f"{str(value)!r} (str)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _did_you_mean(suggestion: str | None) -> str:
+    return f", did you mean '{suggestion}'?" if suggestion else ""
+
+
+def _integer(value: Any, expected: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
+
+
+def integer(value: Any) -> int:
+    """Any whole number; digit strings such as "42" are accepted."""
+    return _integer(value, "an integer")
+
+
+def positive_int(value: Any) -> int:
+    """A whole number of 1 or more."""
+    expected = "a positive integer (1 or more)"
+    number = _integer(value, expected)
+    if number < 1:
+        raise vol.Invalid(f"expected {expected}, got {number}")
+    return number
+
+
+def non_negative_int(value: Any) -> int:
+    """A whole number of 0 or more."""
+    expected = "a non-negative integer (0 or more)"
+    number = _integer(value, expected)
+    if number < 0:
+        raise vol.Invalid(f"expected {expected}, got {number}")
+    return number
+
+
+def port(value: Any) -> int:
+    """A TCP/UDP port number, 1 to 65535."""
+    expected = "a port number from 1 to 65535"
+    number = _integer(value, expected)
+    if not 1 <= number <= 65535:
+        raise vol.Invalid(f"expected {expected}, got {number}")
+    return number
+
+
+def money_minor_units(value: Any) -> int:
+    """An amount of money in minor units (cents), 0 or more: 150 means 1.50."""
+    if isinstance(value, float):
+        suggestion = f"{round(value * 100)}"
+        if value.is_integer():
+            suggestion += f" ({value:.2f}) or {int(value)} (cents)"
+        raise vol.Invalid(
+            f"money is written in minor units (cents) as a whole number, got {value!r}; "
+            f"did you mean {suggestion}?"
+        )
+    expected = "an amount in minor units (cents) as a whole number, 0 or more"
+    amount = _integer(value, expected)
+    if amount < 0:
+        raise vol.Invalid(f"expected {expected}, got {amount}")
+    return amount
+
+
+def percentage(value: Any) -> float:
+    """A share as a fraction 0.0-1.0; accepts "50%" as well as 0.5."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            fraction = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise vol.Invalid(
+                f"expected a percentage such as '50%' or 0.5, got {describe_value(value)}"
+            ) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        fraction = float(value)
+        if 1 < fraction <= 100:
+            raise vol.Invalid(
+                f"a percentage without '%' is a fraction from 0 to 1, got {value}; "
+                f"did you mean '{value}%'?"
+            )
+    else:
+        raise vol.Invalid(
+            f"expected a percentage such as '50%' or 0.5, got {describe_value(value)}"
+        )
+    if not 0.0 <= fraction <= 1.0:
+        raise vol.Invalid(f"expected a percentage from 0% to 100%, got {describe_value(value)}")
+    return fraction
+
+
+_BOOLEAN_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "enable": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "disable": False,
+}
+
+
+def boolean(value: Any) -> bool:
+    """true/false, yes/no, on/off, enable/disable (any case), or 1/0."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.strip().lower()]
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise vol.Invalid(
+        f"expected a boolean (true/false, yes/no, on/off), got {describe_value(value)}"
+    )
+
+
+def string(value: Any) -> str:
+    """Text; numbers are turned into text, but mappings, lists and booleans are refused."""
+    if isinstance(value, bool):
+        raise vol.Invalid(
+            f"expected text, got {describe_value(value)}: YAML reads unquoted "
+            "yes/no/on/off/true/false as a boolean; put the text in quotes"
+        )
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise vol.Invalid(f"expected text, got {describe_value(value)}")
+
+
+def ensure_list(value: Any) -> list[Any]:
+    """A list as is, nothing as [], anything else as a one-item list."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+class ListOf:
+    """Like `[item_schema]`, but reports the errors of every item, not only the first bad one.
+
+    (voluptuous stops a list at the first item whose error lies deeper than the item.)
+    """
+
+    def __init__(self, item_schema: Any) -> None:
+        self.item_schema = vol.Schema(item_schema)
+
+    def __call__(self, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise vol.Invalid(f"expected a list ('- item' lines), got {describe_value(value)}")
+        validated: list[Any] = []
+        errors: list[vol.Invalid] = []
+        for index, item in enumerate(value):
+            try:
+                validated.append(self.item_schema(item))
+            except vol.MultipleInvalid as err:
+                for error in err.errors:
+                    error.prepend([index])
+                    errors.append(error)
+            except vol.Invalid as err:
+                err.prepend([index])
+                errors.append(err)
+        if errors:
+            raise vol.MultipleInvalid(errors)
+        return validated
+
+    def __repr__(self) -> str:
+        return f"list_of({self.item_schema.schema!r})"
+
+
+def list_of(item_schema: Any) -> ListOf:
+    """A list whose every item must match `item_schema`; all bad items are reported."""
+    return ListOf(item_schema)
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """A validator that accepts exactly one of `choices` (compared case-insensitively)."""
+    by_lower_case = {choice.lower(): choice for choice in choices}
+    listed = ", ".join(repr(choice) for choice in choices)
+
+    def validate_choice(value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in by_lower_case:
+            return by_lower_case[value.strip().lower()]
+        close = (
+            difflib.get_close_matches(value.lower(), list(by_lower_case), n=1)
+            if isinstance(value, str)
+            else []
+        )
+        suggestion = by_lower_case[close[0]] if close else None
+        raise vol.Invalid(
+            f"expected one of {listed}, got {describe_value(value)}{_did_you_mean(suggestion)}"
+        )
+
+    return validate_choice
+
+
+_SLUG_PATTERN = re.compile(r"[a-z0-9_]+")
+
+
+def slugify(text: str) -> str:
+    """'Lobby 1 (North)' -> 'lobby_1_north'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
+
+
+def slug(value: Any) -> str:
+    """An identifier of lowercase letters a-z, digits and underscores."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    expected = "a slug (lowercase letters a-z, digits and _)"
+    if not isinstance(value, str):
+        raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
+    if not _SLUG_PATTERN.fullmatch(value):
+        raise vol.Invalid(
+            f"expected {expected}, got {describe_value(value)}"
+            f"{_did_you_mean(slugify(value) or None)}"
+        )
+    return str(value)
+
+
+def entity_id(value: Any) -> str:
+    """`domain.object_id`, both parts slugs, e.g. `slot.lobby_1_a1`."""
+    expected = "an entity id such as 'slot.lobby_1_a1' (domain.object_id, lowercase a-z0-9_)"
+    if not isinstance(value, str):
+        raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
+    domain, dot, object_id = value.partition(".")
+    if dot and _SLUG_PATTERN.fullmatch(domain) and _SLUG_PATTERN.fullmatch(object_id):
+        return str(value)
+    suggestion = None
+    if dot and slugify(domain) and slugify(object_id):
+        suggestion = f"{slugify(domain)}.{slugify(object_id)}"
+    raise vol.Invalid(
+        f"expected {expected}, got {describe_value(value)}{_did_you_mean(suggestion)}"
+    )
+
+
+_CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+
+
+def currency(value: Any) -> str:
+    """An ISO 4217 currency code: three upper-case letters such as EUR or USD."""
+    expected = "an ISO 4217 currency code of three capital letters such as 'EUR'"
+    if isinstance(value, str) and _CURRENCY_PATTERN.fullmatch(value):
+        return str(value)
+    suggestion = None
+    if isinstance(value, str) and _CURRENCY_PATTERN.fullmatch(value.strip().upper()):
+        suggestion = value.strip().upper()
+    raise vol.Invalid(
+        f"expected {expected}, got {describe_value(value)}{_did_you_mean(suggestion)}"
+    )
+
+
+@cache
+def _time_zones_by_lower_case() -> dict[str, str]:
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def time_zone(value: Any) -> str:
+    """An IANA time zone name such as 'Europe/Berlin' (checked against the tz database)."""
+    expected = "an IANA time zone name such as 'Europe/Berlin' or 'UTC'"
+    if not isinstance(value, str) or not value.strip():
+        raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zones = _time_zones_by_lower_case()
+        suggestion = zones.get(value.strip().lower().replace(" ", "_"))
+        if suggestion is None:
+            close = difflib.get_close_matches(value.lower(), list(zones), n=1)
+            suggestion = zones[close[0]] if close else None
+        raise vol.Invalid(
+            f"expected {expected}, got {describe_value(value)}, which is not in the time zone "
+            f"database{_did_you_mean(suggestion)}"
+        ) from None
+    return str(value)
+
+
+_LANGUAGE_PATTERN = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+
+
+def language(value: Any) -> str:
+    """A language code such as 'en', 'ru' or with a region 'pt_BR'."""
+    expected = "a language code such as 'en', 'ru' or 'pt_BR'"
+    if isinstance(value, str) and _LANGUAGE_PATTERN.fullmatch(value):
+        return str(value)
+    suggestion = None
+    if isinstance(value, str):
+        base, _, region = value.strip().replace("-", "_").partition("_")
+        candidate = base.lower() + (f"_{region.upper()}" if region else "")
+        if _LANGUAGE_PATTERN.fullmatch(candidate):
+            suggestion = candidate
+    raise vol.Invalid(
+        f"expected {expected}, got {describe_value(value)}{_did_you_mean(suggestion)}"
+    )
+
+
+def url(value: Any) -> str:
+    """An http:// or https:// address with a host."""
+    expected = "a URL such as 'http://192.168.1.10:8123'"
+    if isinstance(value, str):
+        parts = urlsplit(value.strip())
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return value.strip()
+        if "://" not in value and value.strip():
+            raise vol.Invalid(
+                f"expected {expected}, got {describe_value(value)}; "
+                f"did you mean 'http://{value.strip()}'?"
+            )
+    raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
+
+
+# -- time periods ---------------------------------------------------------------------------
+
+_TIME_PERIOD_EXAMPLES = "30 (seconds), '10s', '5min', '1h30min', '00:05:00' or {minutes: 5}"
+
+_SECONDS_PER_UNIT = {
+    "ms": 0.001,
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+}
+
+_SECONDS_PER_DICT_KEY = {
+    "days": 86400,
+    "hours": 3600,
+    "minutes": 60,
+    "seconds": 1,
+    "milliseconds": 0.001,
+}
+
+_CLOCK_PATTERN = re.compile(r"(\d+):([0-5]?\d)(?::([0-5]?\d(?:\.\d+)?))?")
+_UNIT_PART = r"(\d+(?:\.\d+)?)\s*([a-z]+)"
+_UNITS_PATTERN = re.compile(rf"(?:\s*{_UNIT_PART}\s*)+")
+_UNIT_PART_PATTERN = re.compile(_UNIT_PART)
+
+
+def _time_period_invalid(value: Any, detail: str = "") -> vol.Invalid:
+    return vol.Invalid(
+        f"expected a time period such as {_TIME_PERIOD_EXAMPLES}, got {describe_value(value)}"
+        + detail
+    )
+
+
+def _seconds_from_text(text: str) -> float | None:
+    stripped = text.strip().lower()
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    clock = _CLOCK_PATTERN.fullmatch(stripped)
+    if clock:
+        hours, minutes, seconds = clock.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds or 0)
+    if not _UNITS_PATTERN.fullmatch(stripped):
+        return None
+    total = 0.0
+    for amount, unit in _UNIT_PART_PATTERN.findall(stripped):
+        if unit not in _SECONDS_PER_UNIT:
+            known_units = ", ".join(sorted(set(_SECONDS_PER_UNIT), key=_SECONDS_PER_UNIT.get))
+            raise _time_period_invalid(text, f"; unknown unit '{unit}', known: {known_units}")
+        total += float(amount) * _SECONDS_PER_UNIT[unit]
+    return total
+
+
+def _seconds_from_mapping(value: dict[Any, Any]) -> float:
+    if not value:
+        raise _time_period_invalid(
+            value, "; give at least one of " + ", ".join(_SECONDS_PER_DICT_KEY)
+        )
+    total = 0.0
+    for key, amount in value.items():
+        if key not in _SECONDS_PER_DICT_KEY:
+            close = difflib.get_close_matches(str(key), list(_SECONDS_PER_DICT_KEY), n=1)
+            raise vol.Invalid(
+                f"unknown time period key {str(key)!r}{_did_you_mean(close[0] if close else None)}"
+                f" (known: {', '.join(_SECONDS_PER_DICT_KEY)})"
+            )
+        if isinstance(amount, bool):
+            raise vol.Invalid(f"expected a number for {str(key)!r}, got {describe_value(amount)}")
+        try:
+            total += float(amount) * _SECONDS_PER_DICT_KEY[key]
+        except (TypeError, ValueError):
+            raise vol.Invalid(
+                f"expected a number for {str(key)!r}, got {describe_value(amount)}"
+            ) from None
+    return total
+
+
+def time_period(value: Any) -> timedelta:
+    """A duration: seconds as a number, '10s' / '5min' / '1h30min', 'HH:MM[:SS]', or a mapping
+    of days / hours / minutes / seconds / milliseconds. Never negative."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or value is None:
+        raise _time_period_invalid(value)
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        parsed = _seconds_from_text(value)
+        if parsed is None:
+            raise _time_period_invalid(value)
+        seconds = parsed
+    elif isinstance(value, dict):
+        seconds = _seconds_from_mapping(value)
+    else:
+        raise _time_period_invalid(value)
+    if seconds < 0:
+        raise vol.Invalid(f"a time period cannot be negative, got {describe_value(value)}")
+    return timedelta(seconds=seconds)
