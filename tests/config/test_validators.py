@@ -96,10 +96,6 @@ def test_slug_refuses(value: Any, message: str) -> None:
     assert message in invalid_message(cv.slug, value)
 
 
-def test_slugify() -> None:
-    assert cv.slugify("Lobby 1 (North)") == "lobby_1_north"
-
-
 def test_entity_id() -> None:
     assert cv.entity_id("slot.lobby_1_a1") == "slot.lobby_1_a1"
     assert "did you mean 'slot.lobby_1_a1'?" in invalid_message(cv.entity_id, "Slot.Lobby 1 A1")

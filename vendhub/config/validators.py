@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,6 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import voluptuous as vol
+
+from vendhub.core.states import valid_entity_id
+from vendhub.util.slug import slugify
 
 
 def describe_value(value: Any) -> str:
@@ -228,12 +230,6 @@ def one_of(*choices: str) -> Callable[[Any], str]:
 _SLUG_PATTERN = re.compile(r"[a-z0-9_]+")
 
 
-def slugify(text: str) -> str:
-    """'Lobby 1 (North)' -> 'lobby_1_north'."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
-
-
 def slug(value: Any) -> str:
     """An identifier of lowercase letters a-z, digits and underscores."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -244,7 +240,7 @@ def slug(value: Any) -> str:
     if not _SLUG_PATTERN.fullmatch(value):
         raise vol.Invalid(
             f"expected {expected}, got {describe_value(value)}"
-            f"{_did_you_mean(slugify(value) or None)}"
+            f"{_did_you_mean(slugify(value))}"
         )
     return str(value)
 
@@ -255,10 +251,10 @@ def entity_id(value: Any) -> str:
     if not isinstance(value, str):
         raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
     domain, dot, object_id = value.partition(".")
-    if dot and _SLUG_PATTERN.fullmatch(domain) and _SLUG_PATTERN.fullmatch(object_id):
+    if valid_entity_id(value):
         return str(value)
     suggestion = None
-    if dot and slugify(domain) and slugify(object_id):
+    if dot:
         suggestion = f"{slugify(domain)}.{slugify(object_id)}"
     raise vol.Invalid(
         f"expected {expected}, got {describe_value(value)}{_did_you_mean(suggestion)}"
