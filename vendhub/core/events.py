@@ -82,9 +82,7 @@ class Event:
 class _Listener:
     __slots__ = ("event_filter", "func", "is_coroutine_function", "once", "removed")
 
-    def __init__(
-        self, func: EventListener, event_filter: EventFilter | None, once: bool
-    ) -> None:
+    def __init__(self, func: EventListener, event_filter: EventFilter | None, once: bool) -> None:
         self.func = func
         self.event_filter = event_filter
         self.once = once

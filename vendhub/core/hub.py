@@ -138,9 +138,7 @@ class Hub:
             return
         error = task.exception()
         if error is not None:
-            _LOGGER.error(
-                "Task %s failed: %s", task.get_name(), error, exc_info=error
-            )
+            _LOGGER.error("Task %s failed: %s", task.get_name(), error, exc_info=error)
 
     async def async_add_executor_job(self, func: Callable[..., _T], *args: Any) -> _T:
         """Run a blocking ``func(*args)`` in a worker thread and return its result."""
@@ -156,9 +154,7 @@ class Hub:
                 return
             remaining = None if deadline is None else max(0.0, deadline - self.loop.time())
             done, _ = await asyncio.wait(pending, timeout=remaining)
-            if deadline is not None and self.loop.time() >= deadline and len(done) < len(
-                pending
-            ):
+            if deadline is not None and self.loop.time() >= deadline and len(done) < len(pending):
                 raise TimeoutError(f"{len(pending) - len(done)} tasks still running")
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -202,7 +198,11 @@ class Hub:
         self.state = CoreState.final_write
         self.bus.async_fire(EVENT_HUB_FINAL_WRITE)
         await self._drain("final_write", self.stop_timeouts.final_write, report)
-        to_cancel = [*self._tasks, *self._background_tasks]
+        to_cancel = [
+            task
+            for task in (*self._tasks, *self._background_tasks)
+            if task is not asyncio.current_task()
+        ]
         for task in to_cancel:
             task.cancel()
         if to_cancel:
@@ -230,7 +230,7 @@ class Hub:
         deadline = self.loop.time() + timeout
         while True:
             await asyncio.sleep(0)
-            pending = list(self._tasks)
+            pending = [task for task in self._tasks if task is not asyncio.current_task()]
             if not pending:
                 return
             remaining = deadline - self.loop.time()

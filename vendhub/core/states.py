@@ -108,7 +108,9 @@ class State:
             "attributes",
             attributes
             if type(attributes) is ReadOnlyDict
-            else ReadOnlyDict(attributes) if attributes else _EMPTY_ATTRIBUTES,
+            else ReadOnlyDict(attributes)
+            if attributes
+            else _EMPTY_ATTRIBUTES,
         )
         _set(self, "last_updated", now)
         _set(self, "last_changed", last_changed or now)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vendhub.const import EVENT_HUB_STOP, EVENT_INTEGRATION_LOADED
+from vendhub.helpers.entity_platform import async_remove_entities
 from vendhub.plugins.plan import IntegrationPlan, call_own_hook
 
 if TYPE_CHECKING:
@@ -150,8 +151,6 @@ class IntegrationManager:
         return True
 
     async def _remove_owned(self, domain: str) -> None:
-        from vendhub.helpers.entity_platform import async_remove_entities
-
         await async_remove_entities(self.hub, domain)
         self.hub.services.async_remove_domain(domain)
 
