@@ -83,11 +83,11 @@ async def async_run(prepared: PreparedConfig) -> int:
         loop.add_signal_handler(signum, _request_stop, hub, signum)
     failed = "; ".join(f"{domain}: {reason}" for domain, reason in report.failed.items())
     _LOGGER.info(
-        "VendHub %s '%s' is running: %d integrations loaded (%s)%s, %d entities, "
+        "VendHub %s '%s' is running: %s loaded (%s)%s, %d entities, "
         "started in %.1f s; configuration %s",
         __version__,
         hub.config.name,
-        len(report.loaded),
+        _count(len(report.loaded), "integration"),
         ", ".join(report.loaded) or "none",
         f", {len(report.failed)} failed ({failed})" if report.failed else "",
         len(hub.states),
@@ -99,6 +99,10 @@ async def async_run(prepared: PreparedConfig) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _request_stop(hub: Hub, signum: int) -> None:

@@ -53,6 +53,7 @@ class Entity:
     _attr_device_info: DeviceInfo | None = None
     _attr_unit_of_measurement: str | None = None
     _attr_icon: str | None = None
+    _attr_suggested_object_id: str | None = None
 
     hub: Hub = None  # type: ignore[assignment]
     entity_id: str = None  # type: ignore[assignment]
@@ -67,6 +68,11 @@ class Entity:
     def unique_id(self) -> str | None:
         """Identifies the entity within its integration and domain, for good."""
         return self._attr_unique_id
+
+    @property
+    def suggested_object_id(self) -> str | None:
+        """The object id a new entity asks for; its name is used when this is None."""
+        return self._attr_suggested_object_id
 
     @property
     def name(self) -> str | None:

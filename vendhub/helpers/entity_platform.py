@@ -220,6 +220,7 @@ async def async_add_entities(
             entity.domain,
             integration,
             entity.unique_id,  # type: ignore[arg-type]  # checked above
+            suggested_object_id=entity.suggested_object_id,
             device_id=device_id,
             original_name=entity.name,
             unit_of_measurement=entity.unit_of_measurement,

@@ -1,0 +1,265 @@
+"""The ``simulator:`` block of configuration.yaml."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import voluptuous as vol
+
+from vendhub.config.validators import (
+    boolean,
+    describe_value,
+    integer,
+    list_of,
+    money_minor_units,
+    non_negative_int,
+    percentage,
+    positive_int,
+    slug,
+    string,
+    time_period,
+)
+
+from .catalog import fleet_ids
+from .const import (
+    DEFAULT_AMBIENT_TEMPERATURE,
+    DEFAULT_DOOR_OPENINGS_PER_DAY,
+    DEFAULT_FAILURE_RATE,
+    DEFAULT_FIRMWARE,
+    DEFAULT_FLEET_PREFIX,
+    DEFAULT_FLEET_REFRIGERATED_SHARE,
+    DEFAULT_FLEET_SLOTS,
+    DEFAULT_JAM_RATE,
+    DEFAULT_MODEL,
+    DEFAULT_SALES_PER_HOUR,
+    DEFAULT_SPEED,
+    DEFAULT_SUMMARY_INTERVAL,
+    DEFAULT_TARGET_TEMPERATURE,
+    DEFAULT_TELEMETRY_INTERVAL,
+    DEFAULT_TICK,
+)
+
+CONF_MACHINES = "machines"
+CONF_FLEET = "fleet"
+
+
+def number(minimum: float | None = None, maximum: float | None = None, *, above: bool = False):
+    """A validator for a real number within bounds (``above``: strictly above ``minimum``)."""
+
+    def validate(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise vol.Invalid(f"expected a number, got {describe_value(value)}")
+        try:
+            result = float(value)
+        except ValueError:
+            raise vol.Invalid(f"expected a number, got {describe_value(value)}") from None
+        if not math.isfinite(result):
+            raise vol.Invalid(f"expected a finite number, got {describe_value(value)}")
+        if minimum is not None and (result <= minimum if above else result < minimum):
+            bound = f"more than {minimum:g}" if above else f"{minimum:g} or more"
+            raise vol.Invalid(f"expected a number {bound}, got {result:g}")
+        if maximum is not None and result > maximum:
+            raise vol.Invalid(f"expected a number of at most {maximum:g}, got {result:g}")
+        return result
+
+    return validate
+
+
+def seconds(*, positive: bool = True) -> Callable[[Any], float]:
+    """A time period (``30``, ``'5min'``, ``{minutes: 5}``) as seconds."""
+
+    def validate(value: Any) -> float:
+        result = time_period(value).total_seconds()
+        if positive and result <= 0:
+            raise vol.Invalid(f"expected a time period longer than 0, got {describe_value(value)}")
+        return result
+
+    return validate
+
+
+def slot_code(value: Any) -> str:
+    """A slot code: 1 to 8 letters and digits such as ``A1``."""
+    text = string(value).strip()
+    if not (1 <= len(text) <= 8 and text.isascii() and text.isalnum()):
+        raise vol.Invalid(
+            f"expected a slot code of 1 to 8 letters and digits such as 'A1', "
+            f"got {describe_value(value)}"
+        )
+    return text
+
+
+def daily_curve(value: Any) -> list[float]:
+    """Exactly 24 non-negative numbers: the sales rate by local hour, relative to the peak."""
+    if not isinstance(value, list):
+        raise vol.Invalid(
+            f"expected a list of 24 numbers (one per hour, 0 to 23), got {describe_value(value)}"
+        )
+    if len(value) != 24:
+        raise vol.Invalid(f"expected exactly 24 numbers (one per hour, 0 to 23), got {len(value)}")
+    validate = number(0)
+    curve = []
+    for hour, factor in enumerate(value):
+        try:
+            curve.append(validate(factor))
+        except vol.Invalid as error:
+            raise vol.Invalid(f"hour {hour}: {error.error_message}", path=[hour]) from None
+    return curve
+
+
+def start_time(value: Any) -> datetime:
+    """An ISO 8601 date and time such as ``2024-05-01T11:30:00+02:00``."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(string(value))
+    except (ValueError, vol.Invalid):
+        raise vol.Invalid(
+            "expected a date and time such as '2024-05-01T11:30:00+02:00', "
+            f"got {describe_value(value)}"
+        ) from None
+
+
+SLOT_SCHEMA = vol.Schema(
+    {
+        vol.Required("product"): vol.All(string, vol.Length(min=1)),
+        vol.Required("price"): money_minor_units,
+        vol.Required("capacity"): positive_int,
+        vol.Optional("stock"): non_negative_int,
+    }
+)
+
+
+def _check_slots(slots: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Fill the stock in (a full slot by default), refuse stock over capacity and clashes."""
+    seen: dict[str, str] = {}
+    result = {}
+    for code, slot in slots.items():
+        other = seen.setdefault(code.lower(), code)
+        if other != code:
+            raise vol.Invalid(
+                "slot codes that differ only in case would share one entity id, got "
+                f"{other!r} and {code!r}",
+                path=[code],
+            )
+        stock = slot.get("stock", slot["capacity"])
+        if stock > slot["capacity"]:
+            raise vol.Invalid(
+                f"slot {code}: stock may be at most its capacity {slot['capacity']}, got {stock}",
+                path=[code, "stock"],
+            )
+        result[code] = {**slot, "stock": stock}
+    return result
+
+
+SLOTS_SCHEMA = vol.All(
+    vol.Schema({slot_code: SLOT_SCHEMA}),
+    vol.Length(min=1, msg="a machine needs at least one slot, got none"),
+    _check_slots,
+)
+
+
+def _check_rates(machine: dict[str, Any]) -> dict[str, Any]:
+    if machine["jam_rate"] + machine["failure_rate"] > 1:
+        raise vol.Invalid(
+            "jam_rate and failure_rate together may be at most 1, got "
+            f"{machine['jam_rate']:g} + {machine['failure_rate']:g}",
+            path=["failure_rate"],
+        )
+    return machine
+
+
+MACHINE_SCHEMA = vol.All(
+    vol.Schema(
+        {
+            vol.Required("id"): slug,
+            vol.Optional("name"): vol.All(string, vol.Length(min=1)),
+            vol.Optional("model", default=DEFAULT_MODEL): string,
+            vol.Optional("firmware", default=DEFAULT_FIRMWARE): string,
+            vol.Optional("location"): string,
+            vol.Optional("refrigerated", default=False): boolean,
+            vol.Optional("target_temperature", default=DEFAULT_TARGET_TEMPERATURE): number(-30, 30),
+            vol.Optional("ambient_temperature", default=DEFAULT_AMBIENT_TEMPERATURE): number(
+                -40, 60
+            ),
+            vol.Optional("sales_per_hour", default=DEFAULT_SALES_PER_HOUR): number(0),
+            vol.Optional("daily_curve"): daily_curve,
+            vol.Optional("jam_rate", default=DEFAULT_JAM_RATE): percentage,
+            vol.Optional("failure_rate", default=DEFAULT_FAILURE_RATE): percentage,
+            vol.Optional("door_openings_per_day", default=DEFAULT_DOOR_OPENINGS_PER_DAY): number(0),
+            vol.Optional("slots"): SLOTS_SCHEMA,
+        }
+    ),
+    _check_rates,
+)
+
+FLEET_SCHEMA = vol.Schema(
+    {
+        vol.Required("count"): vol.All(positive_int, vol.Range(max=10000)),
+        vol.Optional("slots_per_machine", default=DEFAULT_FLEET_SLOTS): vol.All(
+            positive_int, vol.Range(max=60)
+        ),
+        vol.Optional("refrigerated_share", default=DEFAULT_FLEET_REFRIGERATED_SHARE): percentage,
+        vol.Optional("id_prefix", default=DEFAULT_FLEET_PREFIX): slug,
+        vol.Optional("sales_per_hour"): number(0),
+        vol.Optional("jam_rate"): percentage,
+        vol.Optional("failure_rate"): percentage,
+        vol.Optional("door_openings_per_day"): number(0),
+    }
+)
+
+
+def _check_machines(config: dict[str, Any]) -> dict[str, Any]:
+    """At least one machine, and every machine id used once."""
+    machines = config.get(CONF_MACHINES, [])
+    fleet = config.get(CONF_FLEET)
+    if not machines and fleet is None:
+        message = (
+            "at least one machine is needed: list them under 'machines' or generate them "
+            "with 'fleet'"
+        )
+        if CONF_MACHINES in config:
+            raise vol.Invalid(f"{message}, got an empty list", path=[CONF_MACHINES])
+        raise vol.RequiredFieldInvalid(message, path=[CONF_MACHINES])
+    seen: set[str] = set()
+    for index, machine in enumerate(machines):
+        if machine["id"] in seen:
+            raise vol.Invalid(
+                f"duplicate machine id: got '{machine['id']}' a second time; every machine "
+                "needs its own id",
+                path=[CONF_MACHINES, index, "id"],
+            )
+        seen.add(machine["id"])
+    if fleet is not None:
+        for machine_id in fleet_ids(fleet):
+            if machine_id in seen:
+                raise vol.Invalid(
+                    f"duplicate machine id: the fleet generates '{machine_id}', which "
+                    f"'machines' lists too; change the fleet's id_prefix (got "
+                    f"'{fleet['id_prefix']}')",
+                    path=[CONF_FLEET, "id_prefix"],
+                )
+    return config
+
+
+CONFIG_SCHEMA = vol.Schema(
+    vol.All(
+        vol.Schema(
+            {
+                vol.Optional("speed", default=DEFAULT_SPEED): number(0, above=True),
+                vol.Optional("tick", default=DEFAULT_TICK): seconds(),
+                vol.Optional("telemetry_interval", default=DEFAULT_TELEMETRY_INTERVAL): seconds(),
+                vol.Optional("seed"): integer,
+                vol.Optional("summary_interval", default=DEFAULT_SUMMARY_INTERVAL): seconds(
+                    positive=False
+                ),
+                vol.Optional("start"): start_time,
+                vol.Optional(CONF_MACHINES): list_of(MACHINE_SCHEMA),
+                vol.Optional(CONF_FLEET): FLEET_SCHEMA,
+            }
+        ),
+        _check_machines,
+    )
+)

@@ -1,0 +1,111 @@
+"""The simulator's services: force a sale, restock, open or close a door, stop a compressor."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from vendhub.config.validators import boolean, slug, string
+from vendhub.core.errors import InvalidServiceData
+
+from .const import (
+    DOMAIN,
+    SERVICE_RESTOCK,
+    SERVICE_SET_COMPRESSOR,
+    SERVICE_SET_DOOR,
+    SERVICE_VEND,
+)
+from .machine import PAYMENT_METHODS, UnknownSlot
+from .runtime import UnknownMachine
+
+if TYPE_CHECKING:
+    from vendhub.core.hub import Hub
+    from vendhub.core.services import ServiceCall
+
+    from .runtime import SimulatorRuntime
+
+VEND_SCHEMA = vol.Schema(
+    {
+        vol.Required("machine_id"): slug,
+        vol.Required("slot"): string,
+        vol.Optional("payment_method", default="cash"): vol.In(PAYMENT_METHODS),
+    }
+)
+RESTOCK_SCHEMA = vol.Schema({vol.Required("machine_id"): slug, vol.Optional("slot"): string})
+SET_DOOR_SCHEMA = vol.Schema({vol.Required("machine_id"): slug, vol.Required("open"): boolean})
+SET_COMPRESSOR_SCHEMA = vol.Schema(
+    {vol.Required("machine_id"): slug, vol.Required("enabled"): boolean}
+)
+
+
+def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
+    """Register ``simulator.vend``, ``restock``, ``set_door`` and ``set_compressor``."""
+
+    async def vend(call: ServiceCall) -> dict[str, Any]:
+        """Make a customer buy from a slot now; returns the outcome."""
+        machine_id = call.data["machine_id"]
+        try:
+            machine = runtime.machine(machine_id)
+            code = runtime.slot_code(machine, call.data["slot"])
+        except (UnknownMachine, UnknownSlot) as error:
+            raise InvalidServiceData(DOMAIN, SERVICE_VEND, str(error.args[0])) from None
+        messages = machine.vend(code, call.data["payment_method"])
+        await runtime.async_feed(machine_id, messages, call.context)
+        outcome = messages[-1]
+        data = outcome["data"]
+        return {
+            "machine_id": machine_id,
+            "slot": code,
+            "product": data["product"],
+            "price": data["price"],
+            "currency": hub.config.currency,
+            "payment_method": data["payment_method"],
+            "outcome": "completed" if outcome["event"] == "vend_completed" else "failed",
+            "reason": data.get("reason"),
+            "stock": data["stock"],
+            "event_id": outcome["id"],
+            "vend_id": data["vend_id"],
+        }
+
+    async def restock(call: ServiceCall) -> dict[str, Any]:
+        """Fill one slot, or every slot of a machine, to capacity."""
+        machine_id = call.data["machine_id"]
+        try:
+            machine = runtime.machine(machine_id)
+            code = runtime.slot_code(machine, call.data["slot"]) if "slot" in call.data else None
+        except (UnknownMachine, UnknownSlot) as error:
+            raise InvalidServiceData(DOMAIN, SERVICE_RESTOCK, str(error.args[0])) from None
+        messages = machine.restock(code)
+        await runtime.async_feed(machine_id, messages, call.context)
+        return {"machine_id": machine_id, "slots": dict(messages[-1]["data"]["slots"])}
+
+    async def set_door(call: ServiceCall) -> dict[str, Any]:
+        """Open or close a machine's door; it stays so until set again."""
+        machine_id = call.data["machine_id"]
+        try:
+            machine = runtime.machine(machine_id)
+        except UnknownMachine as error:
+            raise InvalidServiceData(DOMAIN, SERVICE_SET_DOOR, str(error.args[0])) from None
+        await runtime.async_feed(machine_id, machine.set_door(call.data["open"]), call.context)
+        return {"machine_id": machine_id, "door": "open" if machine.door_open else "closed"}
+
+    async def set_compressor(call: ServiceCall) -> dict[str, Any]:
+        """Let a machine's compressor run, or stop it (to test temperature alarms)."""
+        machine_id = call.data["machine_id"]
+        try:
+            machine = runtime.machine(machine_id)
+        except UnknownMachine as error:
+            raise InvalidServiceData(DOMAIN, SERVICE_SET_COMPRESSOR, str(error.args[0])) from None
+        if not machine.refrigerated:
+            raise InvalidServiceData(
+                DOMAIN, SERVICE_SET_COMPRESSOR, f"machine {machine_id} is not refrigerated"
+            )
+        machine.set_compressor(call.data["enabled"])
+        return {"machine_id": machine_id, "compressor_enabled": machine.compressor_enabled}
+
+    register = hub.services.async_register
+    register(DOMAIN, SERVICE_VEND, vend, VEND_SCHEMA)
+    register(DOMAIN, SERVICE_RESTOCK, restock, RESTOCK_SCHEMA)
+    register(DOMAIN, SERVICE_SET_DOOR, set_door, SET_DOOR_SCHEMA)
+    register(DOMAIN, SERVICE_SET_COMPRESSOR, set_compressor, SET_COMPRESSOR_SCHEMA)
