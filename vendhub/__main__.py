@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from vendhub.config.errors import ConfigError
@@ -84,6 +85,7 @@ def run(config_dir: str) -> int:
     """Run the hub until it is stopped; return its exit code."""
     from vendhub.bootstrap import async_run, prepare
 
+    started = time.monotonic()
     log = logging.getLogger("vendhub")
     try:
         prepared = prepare(config_dir)
@@ -94,7 +96,7 @@ def run(config_dir: str) -> int:
             "\n  ".join(str(issue) for issue in error.issues),
         )
         return 1
-    return asyncio.run(async_run(prepared))
+    return asyncio.run(async_run(prepared, started))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

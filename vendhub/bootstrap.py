@@ -72,9 +72,12 @@ async def async_start_hub(
     return hub, report
 
 
-async def async_run(prepared: PreparedConfig) -> int:
-    """Run the hub until SIGINT or SIGTERM, then stop it gracefully; return the exit code."""
-    started = time.monotonic()
+async def async_run(prepared: PreparedConfig, started: float | None = None) -> int:
+    """Run the hub until SIGINT or SIGTERM, then stop it gracefully; return the exit code.
+
+    ``started`` is the ``time.monotonic()`` reading when the command began, for the log.
+    """
+    started = time.monotonic() if started is None else started
     for issue in prepared.issues:
         _LOGGER.error("Configuration problem, the rest runs on: %s", issue)
     hub, report = await async_start_hub(prepared)
