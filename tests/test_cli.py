@@ -353,3 +353,43 @@ def test_installed_package_with_entry_point_loads(
     code, _ = hub.stop()
     assert code == 0
     assert "Set up acme 2.0.0 [entry point]" in hub.log()
+
+
+def test_sigterm_during_a_slow_setup_stops_within_5_s(
+    demo_config: Path, tmp_path: Path, running: list[RunningHub]
+) -> None:
+    marker = tmp_path / "setup-started"
+    write_integration(
+        demo_config,
+        "slow_board",
+        f"""
+        import asyncio
+        from pathlib import Path
+        from vendhub.plugins import hookimpl
+
+        @hookimpl
+        def vendhub_setup(hub, config):
+            async def setup():
+                Path({str(marker)!r}).write_text("started")
+                await asyncio.sleep(50)  # a board that never answers
+            return setup()
+        """,
+    )
+    config_file = demo_config / "configuration.yaml"
+    config_file.write_text(config_file.read_text() + "\nslow_board:\n")
+    hub = RunningHub(demo_config, tmp_path / "hub.log")
+    running.append(hub)
+    deadline = time.monotonic() + 15
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), hub.log()
+
+    code, seconds = hub.stop(signal.SIGTERM)
+
+    log = hub.log()
+    assert code == 0, log
+    assert seconds < 5, log
+    assert "Received SIGTERM during start-up" in log
+    assert "is running" not in log
+    assert "Unloaded simulator" in log  # what was set up already is taken down
+    assert "Traceback" not in log

@@ -103,9 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vendhub`` console script."""
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    if args.command == "check-config":
-        return check_config(args.config)
-    return run(args.config)
+    try:
+        if args.command == "check-config":
+            return check_config(args.config)
+        return run(args.config)
+    except KeyboardInterrupt:  # Ctrl+C before the hub's own signal handling is in place
+        return 130
 
 
 if __name__ == "__main__":

@@ -64,26 +64,51 @@ async def async_start_hub(
 ) -> tuple[Hub, SetupReport]:
     """Create the hub, load the registries, set up the integrations and start it."""
     hub = Hub(prepared.config_dir, prepared.core)
+    report = await async_setup_and_start(hub, prepared, setup_timeout)
+    return hub, report
+
+
+async def async_setup_and_start(
+    hub: Hub, prepared: PreparedConfig, setup_timeout: float | None = None
+) -> SetupReport:
+    """Load the registries, set up the planned integrations and start ``hub``."""
     await async_load_registries(hub)
     kwargs: dict[str, Any] = {} if setup_timeout is None else {"setup_timeout": setup_timeout}
     manager = IntegrationManager(hub, prepared.plan, **kwargs)
     report = await manager.async_setup_all()
     await hub.async_start()
-    return hub, report
+    return report
 
 
 async def async_run(prepared: PreparedConfig, started: float | None = None) -> int:
     """Run the hub until SIGINT or SIGTERM, then stop it gracefully; return the exit code.
 
+    A signal during start-up cancels the start and stops what was set up so far.
     ``started`` is the ``time.monotonic()`` reading when the command began, for the log.
     """
     started = time.monotonic() if started is None else started
     for issue in prepared.issues:
         _LOGGER.error("Configuration problem, the rest runs on: %s", issue)
-    hub, report = await async_start_hub(prepared)
     loop = asyncio.get_running_loop()
+    hub = Hub(prepared.config_dir, prepared.core)
+    startup = loop.create_task(async_setup_and_start(hub, prepared), name="hub start")
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _request_stop, hub, signum)
+        loop.add_signal_handler(signum, _request_stop, hub, signum, startup)
+    try:
+        try:
+            report = await startup
+        except asyncio.CancelledError:
+            if not hub.is_stopping:
+                raise
+            return await hub.async_wait_stopped()
+        _log_running(hub, prepared, report, started)
+        return await hub.async_wait_stopped()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _log_running(hub: Hub, prepared: PreparedConfig, report: SetupReport, started: float) -> None:
     failed = "; ".join(f"{domain}: {reason}" for domain, reason in report.failed.items())
     _LOGGER.info(
         "VendHub %s '%s' is running: %s loaded (%s)%s, %d entities, "
@@ -97,25 +122,31 @@ async def async_run(prepared: PreparedConfig, started: float | None = None) -> i
         time.monotonic() - started,
         prepared.config_dir,
     )
-    try:
-        return await hub.async_wait_stopped()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _request_stop(hub: Hub, signum: int) -> None:
+def _request_stop(hub: Hub, signum: int, startup: asyncio.Task[Any]) -> None:
+    name = signal.Signals(signum).name
     if hub.is_stopping:
-        _LOGGER.warning("Already stopping; received %s again", signal.Signals(signum).name)
+        _LOGGER.warning("Already stopping; received %s again", name)
         return
-    _LOGGER.info("Received %s; stopping", signal.Signals(signum).name)
+    if not startup.done():
+        _LOGGER.info("Received %s during start-up; cancelling the start and stopping", name)
+        startup.cancel()
+    else:
+        _LOGGER.info("Received %s; stopping", name)
     # Not a tracked task: the stop must not wait for itself.
-    stopping = hub.loop.create_task(hub.async_stop(0), name="hub stop")
-    hub.data["core.stop_task"] = stopping
+    hub.data["core.stop_task"] = hub.loop.create_task(hub.async_stop(0), name="hub stop")
 
 
-__all__ = ["ConfigError", "PreparedConfig", "async_run", "async_start_hub", "prepare"]
+__all__ = [
+    "ConfigError",
+    "PreparedConfig",
+    "async_run",
+    "async_setup_and_start",
+    "async_start_hub",
+    "prepare",
+]
