@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from vendhub.config.validators import (
     list_of,
     money_minor_units,
     non_negative_int,
+    number,
     percentage,
     positive_int,
     slug,
@@ -44,28 +44,6 @@ from .const import (
 
 CONF_MACHINES = "machines"
 CONF_FLEET = "fleet"
-
-
-def number(minimum: float | None = None, maximum: float | None = None, *, above: bool = False):
-    """A validator for a real number within bounds (``above``: strictly above ``minimum``)."""
-
-    def validate(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise vol.Invalid(f"expected a number, got {describe_value(value)}")
-        try:
-            result = float(value)
-        except ValueError:
-            raise vol.Invalid(f"expected a number, got {describe_value(value)}") from None
-        if not math.isfinite(result):
-            raise vol.Invalid(f"expected a finite number, got {describe_value(value)}")
-        if minimum is not None and (result <= minimum if above else result < minimum):
-            bound = f"more than {minimum:g}" if above else f"{minimum:g} or more"
-            raise vol.Invalid(f"expected a number {bound}, got {result:g}")
-        if maximum is not None and result > maximum:
-            raise vol.Invalid(f"expected a number of at most {maximum:g}, got {result:g}")
-        return result
-
-    return validate
 
 
 def seconds(*, positive: bool = True) -> Callable[[Any], float]:

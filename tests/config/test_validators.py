@@ -282,3 +282,24 @@ def test_describe_value() -> None:
     assert cv.describe_value(None) == "nothing (an empty value)"
     assert cv.describe_value(False) == "false (a boolean)"
     assert cv.describe_value([1]) == "a list"
+
+
+def test_number_accepts_numbers_within_bounds() -> None:
+    assert cv.number(0)(4) == 4.0
+    assert cv.number(-30, 30)("-2.5") == -2.5
+    assert cv.number(0, above=True)(0.01) == 0.01
+
+
+@pytest.mark.parametrize(
+    ("validator", "value", "message"),
+    [
+        (cv.number(0), -1, "expected a number 0 or more, got -1"),
+        (cv.number(0, above=True), 0, "expected a number more than 0, got 0"),
+        (cv.number(None, 30), 31, "expected a number of at most 30, got 31"),
+        (cv.number(), "warm", "expected a number, got 'warm'"),
+        (cv.number(), True, "expected a number"),
+        (cv.number(), "nan", "expected a finite number"),
+    ],
+)
+def test_number_refuses(validator: Any, value: Any, message: str) -> None:
+    assert message in invalid_message(validator, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import zoneinfo
 from collections.abc import Callable
@@ -96,6 +97,30 @@ def money_minor_units(value: Any) -> int:
     if amount < 0:
         raise vol.Invalid(f"expected {expected}, got {amount}")
     return amount
+
+
+def number(
+    minimum: float | None = None, maximum: float | None = None, *, above: bool = False
+) -> Callable[[Any], float]:
+    """A validator for a real number within bounds (``above``: strictly above ``minimum``)."""
+
+    def validate(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise vol.Invalid(f"expected a number, got {describe_value(value)}")
+        try:
+            result = float(value)
+        except ValueError:
+            raise vol.Invalid(f"expected a number, got {describe_value(value)}") from None
+        if not math.isfinite(result):
+            raise vol.Invalid(f"expected a finite number, got {describe_value(value)}")
+        if minimum is not None and (result <= minimum if above else result < minimum):
+            bound = f"more than {minimum:g}" if above else f"{minimum:g} or more"
+            raise vol.Invalid(f"expected a number {bound}, got {result:g}")
+        if maximum is not None and result > maximum:
+            raise vol.Invalid(f"expected a number of at most {maximum:g}, got {result:g}")
+        return result
+
+    return validate
 
 
 def percentage(value: Any) -> float:
@@ -239,8 +264,7 @@ def slug(value: Any) -> str:
         raise vol.Invalid(f"expected {expected}, got {describe_value(value)}")
     if not _SLUG_PATTERN.fullmatch(value):
         raise vol.Invalid(
-            f"expected {expected}, got {describe_value(value)}"
-            f"{_did_you_mean(slugify(value))}"
+            f"expected {expected}, got {describe_value(value)}{_did_you_mean(slugify(value))}"
         )
     return str(value)
 
