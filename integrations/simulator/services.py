@@ -16,7 +16,7 @@ from .const import (
     SERVICE_SET_DOOR,
     SERVICE_VEND,
 )
-from .machine import PAYMENT_METHODS, UnknownSlot
+from .machine import PAYMENT_METHODS, UnknownSlot, VirtualMachine
 from .runtime import UnknownMachine
 
 if TYPE_CHECKING:
@@ -42,14 +42,20 @@ SET_COMPRESSOR_SCHEMA = vol.Schema(
 def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
     """Register ``simulator.vend``, ``restock``, ``set_door`` and ``set_compressor``."""
 
-    async def vend(call: ServiceCall) -> dict[str, Any]:
-        """Make a customer buy from a slot now; returns the outcome."""
+    def target(call: ServiceCall) -> tuple[str, VirtualMachine, str | None]:
+        """The call's machine id, machine, and slot code (None when the call names no slot)."""
         machine_id = call.data["machine_id"]
         try:
             machine = runtime.machine(machine_id)
-            code = runtime.slot_code(machine, call.data["slot"])
+            code = runtime.slot_code(machine, call.data["slot"]) if "slot" in call.data else None
         except (UnknownMachine, UnknownSlot) as error:
-            raise InvalidServiceData(DOMAIN, SERVICE_VEND, str(error.args[0])) from None
+            raise InvalidServiceData(DOMAIN, call.service, str(error.args[0])) from None
+        return machine_id, machine, code
+
+    async def vend(call: ServiceCall) -> dict[str, Any]:
+        """Make a customer buy from a slot now; returns the outcome."""
+        machine_id, machine, code = target(call)
+        assert code is not None  # the schema requires a slot
         messages = machine.vend(code, call.data["payment_method"])
         await runtime.async_feed(machine_id, messages, call.context)
         outcome = messages[-1]
@@ -70,33 +76,20 @@ def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
 
     async def restock(call: ServiceCall) -> dict[str, Any]:
         """Fill one slot, or every slot of a machine, to capacity."""
-        machine_id = call.data["machine_id"]
-        try:
-            machine = runtime.machine(machine_id)
-            code = runtime.slot_code(machine, call.data["slot"]) if "slot" in call.data else None
-        except (UnknownMachine, UnknownSlot) as error:
-            raise InvalidServiceData(DOMAIN, SERVICE_RESTOCK, str(error.args[0])) from None
+        machine_id, machine, code = target(call)
         messages = machine.restock(code)
         await runtime.async_feed(machine_id, messages, call.context)
         return {"machine_id": machine_id, "slots": dict(messages[-1]["data"]["slots"])}
 
     async def set_door(call: ServiceCall) -> dict[str, Any]:
         """Open or close a machine's door; it stays so until set again."""
-        machine_id = call.data["machine_id"]
-        try:
-            machine = runtime.machine(machine_id)
-        except UnknownMachine as error:
-            raise InvalidServiceData(DOMAIN, SERVICE_SET_DOOR, str(error.args[0])) from None
+        machine_id, machine, _ = target(call)
         await runtime.async_feed(machine_id, machine.set_door(call.data["open"]), call.context)
         return {"machine_id": machine_id, "door": "open" if machine.door_open else "closed"}
 
     async def set_compressor(call: ServiceCall) -> dict[str, Any]:
         """Let a machine's compressor run, or stop it (to test temperature alarms)."""
-        machine_id = call.data["machine_id"]
-        try:
-            machine = runtime.machine(machine_id)
-        except UnknownMachine as error:
-            raise InvalidServiceData(DOMAIN, SERVICE_SET_COMPRESSOR, str(error.args[0])) from None
+        machine_id, machine, _ = target(call)
         if not machine.refrigerated:
             raise InvalidServiceData(
                 DOMAIN, SERVICE_SET_COMPRESSOR, f"machine {machine_id} is not refrigerated"

@@ -55,22 +55,21 @@ def integer(value: Any) -> int:
     return _integer(value, "an integer")
 
 
-def positive_int(value: Any) -> int:
-    """A whole number of 1 or more."""
-    expected = "a positive integer (1 or more)"
+def _integer_at_least(value: Any, minimum: int, expected: str) -> int:
     number = _integer(value, expected)
-    if number < 1:
+    if number < minimum:
         raise vol.Invalid(f"expected {expected}, got {number}")
     return number
+
+
+def positive_int(value: Any) -> int:
+    """A whole number of 1 or more."""
+    return _integer_at_least(value, 1, "a positive integer (1 or more)")
 
 
 def non_negative_int(value: Any) -> int:
     """A whole number of 0 or more."""
-    expected = "a non-negative integer (0 or more)"
-    number = _integer(value, expected)
-    if number < 0:
-        raise vol.Invalid(f"expected {expected}, got {number}")
-    return number
+    return _integer_at_least(value, 0, "a non-negative integer (0 or more)")
 
 
 def port(value: Any) -> int:
