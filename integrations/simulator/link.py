@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from vendhub.const import (
+    EVENT_CASH_COLLECTED,
     EVENT_MACHINE_OFFLINE,
     EVENT_MACHINE_ONLINE,
+    EVENT_STOCK_REFILLED,
     EVENT_VEND_COMPLETED,
     EVENT_VEND_FAILED,
     EVENT_VEND_STARTED,
@@ -202,16 +204,44 @@ class MachineLink:
             entities.door.async_write_state(_caused_by(parent))
         elif name == msg.EVENT_RESTOCKED:
             context = _caused_by(parent)
+            refills = {}
             for code, stock in data["slots"].items():
                 slot = entities.slot(code)
                 if slot is None:
                     _LOGGER.warning("Machine %s restocked unknown slot %r", machine_id, code)
                     continue
+                refills[code] = {
+                    "product": slot.product,
+                    "added": stock - slot.stock,
+                    "stock": stock,
+                }
                 slot.set_stock(stock)
                 slot.async_write_state(context)
+            self.hub.bus.async_fire(
+                EVENT_STOCK_REFILLED,
+                {
+                    "machine_id": machine_id,
+                    "event_id": event["id"],
+                    "ts": event["ts"].isoformat(),
+                    "slots": refills,
+                },
+                context=context,
+            )
         elif name == msg.EVENT_CASH_COLLECTED:
+            context = _caused_by(parent)
             entities.cash_box.set_amount(data["cash_box"])
-            entities.cash_box.async_write_state(_caused_by(parent))
+            entities.cash_box.async_write_state(context)
+            self.hub.bus.async_fire(
+                EVENT_CASH_COLLECTED,
+                {
+                    "machine_id": machine_id,
+                    "event_id": event["id"],
+                    "ts": event["ts"].isoformat(),
+                    "amount": data["amount"],
+                    "currency": self.hub.config.currency,
+                },
+                context=context,
+            )
         else:
             _LOGGER.debug("Ignored event %r from %s", name, machine_id)
             return False
@@ -232,6 +262,8 @@ class MachineLink:
         }
         if "reason" in data:
             result["reason"] = data["reason"]
+        if "stock" in data:
+            result["stock"] = data["stock"]
         return result
 
     def _vend_started(self, machine_id: str, event: dict[str, Any], parent: Context | None) -> None:

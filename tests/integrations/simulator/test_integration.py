@@ -362,3 +362,22 @@ async def test_activity_summary_counts_vends_revenue_and_failures(hub: Hub) -> N
 async def test_activity_summary_can_be_turned_off(hub: Hub) -> None:
     runtime = await setup_simulator(hub, simulator_config(summary_interval=0))
     assert runtime.activity is None
+
+
+async def test_restock_and_cash_collection_fire_bus_events(hub: Hub) -> None:
+    runtime = await setup_simulator(hub, simulator_config())
+    events = record(hub, "stock_refilled", "cash_collected")
+    await hub.services.async_call("simulator", "vend", {"machine_id": "lobby_1", "slot": "A1"})
+    await hub.services.async_call("simulator", "restock", {"machine_id": "lobby_1"})
+    machine = runtime.machines["lobby_1"]
+    await runtime.async_feed("lobby_1", machine.collect_cash())
+
+    refill, collection = events
+    assert refill.event_type == "stock_refilled"
+    assert refill.data["machine_id"] == "lobby_1"
+    assert refill.data["slots"]["A1"] == {"product": "Cola", "added": 1, "stock": 10}
+    assert refill.data["slots"]["A2"] == {"product": "Crisps", "added": 3, "stock": 8}
+    assert collection.event_type == "cash_collected"
+    assert collection.data["amount"] == 150
+    assert collection.data["currency"] == "EUR"
+    assert refill.data["event_id"] != collection.data["event_id"]

@@ -71,6 +71,7 @@ async def test_a_vend_fires_events_with_one_context_that_parents_the_stock_chang
         "event_id": completed["id"],
         "vend_id": vend_id,
         "ts": "2024-05-06T12:00:00+00:00",
+        "stock": 9,
     }
     assert vends[0].data["event_id"] == started["id"]
 
