@@ -11,5 +11,9 @@ setup(
     + ["vendhub_integrations"]
     + [f"vendhub_integrations.{name}" for name in find_packages("integrations")],
     package_dir={"vendhub_integrations": "integrations"},
-    package_data={"vendhub_integrations": ["*/manifest.json"]},
+    package_data={
+        "vendhub_integrations": ["*/manifest.json"],
+        # The template `alembic revision` writes new migrations from.
+        "vendhub.recorder.migrations": ["script.py.mako"],
+    },
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scripts.benchmarks import core
+from scripts.benchmarks import core, recorder
 
-BENCHMARKS = {"core": core}
+BENCHMARKS = {"core": core, "recorder": recorder}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ class StockMovement(Base):
     """A change of stock: a vend (-1), a refill, a correction or spoilage."""
 
     __tablename__ = "stock_movements"
-    __table_args__ = (UniqueConstraint("machine_id", "source_event_id", "kind"),)
+    __table_args__ = (UniqueConstraint("machine_id", "source_event_id", "kind", "slot_code"),)
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
     machine_id: Mapped[str] = mapped_column(ExternalId, index=True)

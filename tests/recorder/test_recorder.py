@@ -1,0 +1,279 @@
+"""The recorder in a hub: history, the money ledger, idempotency, filters, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from vendhub.const import EVENT_MONEY_RECORDED
+from vendhub.core.context import Context
+from vendhub.core.events import Event
+from vendhub.core.hub import Hub
+from vendhub.recorder.models import (
+    CashCollection,
+    Events,
+    EventTypes,
+    Payment,
+    States,
+    StatesMeta,
+    StockLevel,
+    StockMovement,
+    VendTransaction,
+)
+from vendhub.recorder.recorder import Recorder, RecorderConfig
+from vendhub.registry import async_load_registries
+from vendhub_integrations.simulator import vendhub_config_schema as simulator_schema
+from vendhub_integrations.simulator import vendhub_setup as simulator_setup
+
+
+async def start_recorder(hub: Hub, db_url: str, **options: Any) -> Recorder:
+    recorder = Recorder(hub, RecorderConfig(db_url=db_url, **options))
+    await recorder.async_start()
+    hub.data["recorder"] = recorder
+    return recorder
+
+
+def count(recorder: Recorder, model: Any, *where: Any) -> int:
+    with recorder.engine.connect() as connection:
+        return int(
+            connection.execute(select(func.count()).select_from(model).where(*where)).scalar()
+        )
+
+
+def vend_data(event_id: str, **changes: Any) -> dict[str, Any]:
+    data = {
+        "machine_id": "lobby_1",
+        "slot": "A1",
+        "product": "Cola",
+        "price": 150,
+        "currency": "EUR",
+        "payment_method": "card",
+        "event_id": event_id,
+        "vend_id": f"v-{event_id}",
+        "ts": "2024-05-06T12:00:00+00:00",
+        "stock": 7,
+    }
+    data.update(changes)
+    return data
+
+
+async def test_state_changes_are_written_compactly(tmp_path: Path, db_url: str) -> None:
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    context = Context(user_id="operator")
+    hub.states.async_set("slot.lobby_1_a1", 8, {"price": 150, "product": "Cola"}, context=context)
+    hub.states.async_set("slot.lobby_1_a1", 7, {"price": 150, "product": "Cola"})
+    hub.states.async_set("slot.lobby_1_a1", 7, {"price": 170, "product": "Cola"})
+    hub.states.async_set("sensor.lobby_1_temperature", "4.2")
+    await recorder.async_flush()
+
+    with recorder.engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                StatesMeta.entity_id,
+                States.state,
+                States.attributes_id,
+                States.last_updated_ts,
+                States.last_changed_ts,
+                States.context_id,
+            )
+            .join(StatesMeta, StatesMeta.metadata_id == States.metadata_id)
+            .order_by(States.state_id)
+        ).all()
+    assert [(row[0], row[1]) for row in rows] == [
+        ("slot.lobby_1_a1", "8"),
+        ("slot.lobby_1_a1", "7"),
+        ("slot.lobby_1_a1", "7"),
+        ("sensor.lobby_1_temperature", "4.2"),
+    ]
+    # The same attribute set is stored once; a changed one gets a new row.
+    assert rows[0][2] == rows[1][2] != rows[2][2]
+    assert rows[3][2] is None
+    # last_changed is stored only when it differs from last_updated.
+    assert rows[1][4] is None
+    assert rows[2][4] == pytest.approx(rows[1][3])
+    assert bytes(rows[0][5]).hex() == context.id
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
+async def test_the_same_vend_event_three_times_is_recorded_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    acks: list[Event] = []
+    hub.bus.async_listen(EVENT_MONEY_RECORDED, acks.append)
+    waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "e-1", timeout=10))
+    await asyncio.sleep(0)
+    for _ in range(3):
+        hub.bus.async_fire("vend_completed", vend_data("e-1"))
+    record = await waiter
+    await recorder.async_flush()
+    for _ in range(20):
+        if len(acks) == 3:
+            break
+        await asyncio.sleep(0.05)
+
+    assert record.duplicate is False
+    assert count(recorder, VendTransaction) == 1
+    assert count(recorder, StockMovement) == 1
+    assert count(recorder, Payment) == 1
+    assert [ack.data["duplicate"] for ack in acks] == [False, True, True]
+    assert recorder.stats.money_written == 1 and recorder.stats.money_duplicates == 2
+    await hub.async_stop()
+    await recorder.async_stop()
+
+    # A replay after a restart (the in-memory de-duplication is gone) is still recorded once.
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "e-1", timeout=10))
+    await asyncio.sleep(0)
+    hub.bus.async_fire("vend_completed", vend_data("e-1"))
+    assert (await waiter).duplicate is True
+    assert count(recorder, VendTransaction) == 1
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
+async def test_money_records_of_every_kind(tmp_path: Path, db_url: str) -> None:
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    hub.bus.async_fire("vend_completed", vend_data("e-1"))
+    hub.bus.async_fire(
+        "vend_failed", vend_data("e-2", slot="A2", reason="jam", payment_method="cash")
+    )
+    hub.bus.async_fire(
+        "stock_refilled",
+        {
+            "machine_id": "lobby_1",
+            "event_id": "e-3",
+            "ts": "2024-05-06T13:00:00+00:00",
+            "slots": {
+                "A1": {"product": "Cola", "added": 3, "stock": 10},
+                "A2": {"product": "Crisps", "added": 1, "stock": 8},
+            },
+        },
+        context=Context(user_id="driver_7"),
+    )
+    hub.bus.async_fire(
+        "cash_collected",
+        {
+            "machine_id": "lobby_1",
+            "event_id": "e-4",
+            "ts": "2024-05-06T14:00:00+00:00",
+            "amount": 4550,
+            "currency": "EUR",
+        },
+        context=Context(user_id="driver_7"),
+    )
+    await recorder.async_flush()
+
+    with recorder.engine.connect() as connection:
+        transactions = connection.execute(
+            select(
+                VendTransaction.outcome, VendTransaction.failure_reason, VendTransaction.price
+            ).order_by(VendTransaction.id)
+        ).all()
+        payments = connection.execute(
+            select(Payment.method, Payment.amount, Payment.status, Payment.provider)
+        ).all()
+        movements = connection.execute(
+            select(
+                StockMovement.kind,
+                StockMovement.slot_code,
+                StockMovement.quantity,
+                StockMovement.stock_after,
+                StockMovement.user_id,
+            ).order_by(StockMovement.id)
+        ).all()
+        levels = dict(connection.execute(select(StockLevel.slot_code, StockLevel.quantity)).all())
+        cash = connection.execute(select(CashCollection.amount, CashCollection.collected_by)).one()
+        recorded_types = set(connection.execute(select(EventTypes.event_type)).scalars())
+    assert [tuple(row) for row in transactions] == [
+        ("completed", None, 150),
+        ("failed", "jam", 150),
+    ]
+    assert [tuple(row) for row in payments] == [("card", 150, "captured", "machine")]
+    assert [tuple(row) for row in movements] == [
+        ("vend", "A1", -1, 7, None),
+        ("refill", "A1", 3, 10, "driver_7"),
+        ("refill", "A2", 1, 8, "driver_7"),
+    ]
+    assert levels == {"A1": 10, "A2": 8}
+    assert tuple(cash) == (4550, "driver_7")
+    assert {"vend_completed", "vend_failed", "stock_refilled", "cash_collected"} <= recorded_types
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
+async def test_filters_decide_what_history_is_kept(tmp_path: Path, db_url: str) -> None:
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(
+        hub,
+        db_url,
+        exclude_domains=frozenset({"sensor"}),
+        exclude_entity_globs=("slot.*_b*",),
+        exclude_event_types=frozenset({"noisy_event"}),
+    )
+    hub.states.async_set("sensor.lobby_1_temperature", "4.0")
+    hub.states.async_set("slot.lobby_1_a1", "3")
+    hub.states.async_set("slot.lobby_1_b1", "3")
+    hub.bus.async_fire("noisy_event", {"x": 1})
+    hub.bus.async_fire("door_left_open", {"machine_id": "lobby_1"})
+    await recorder.async_flush()
+    with recorder.engine.connect() as connection:
+        entity_ids = set(connection.execute(select(StatesMeta.entity_id)).scalars())
+        event_types = set(
+            connection.execute(
+                select(EventTypes.event_type).join(
+                    Events, Events.event_type_id == EventTypes.event_type_id
+                )
+            ).scalars()
+        )
+    assert entity_ids == {"slot.lobby_1_a1"}
+    assert "door_left_open" in event_types and "noisy_event" not in event_types
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
+async def test_simulated_fleet_history_and_ledger_survive_a_restart(
+    tmp_path: Path, db_url: str
+) -> None:
+    config = simulator_schema()(
+        {
+            "seed": 3,
+            "tick": 3600,
+            "start": "2024-05-06T08:00:00+00:00",
+            "fleet": {"count": 3, "slots_per_machine": 6, "sales_per_hour": 30},
+        }
+    )
+    hub = Hub(tmp_path)
+    await async_load_registries(hub)
+    recorder = await start_recorder(hub, db_url)
+    assert await simulator_setup(hub=hub, config=config)
+    runtime = hub.data["simulator"]
+    for _ in range(4):  # four simulated hours
+        await runtime.async_step(3600)
+    await recorder.async_flush()
+    transactions = count(recorder, VendTransaction)
+    payments = count(recorder, Payment)
+    states = count(recorder, States)
+    await hub.async_stop()
+    await recorder.async_stop()
+    assert transactions > 20 and payments > 0 and states > transactions
+
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    assert count(recorder, VendTransaction) == transactions
+    assert count(recorder, Payment) == payments
+    assert count(recorder, States) == states
+    assert count(recorder, Payment) == count(
+        recorder, VendTransaction, VendTransaction.outcome == "completed"
+    )
+    await hub.async_stop()
+    await recorder.async_stop()

@@ -1,0 +1,755 @@
+"""The writer thread: the only code that writes to the recorder's database.
+
+The event loop hands it bus events through a thread-safe queue and never waits for it. State
+changes and other events are kept in memory and written in one transaction every
+``commit_interval`` seconds; money events (vends, refills, cash collections) are written and
+committed as soon as they arrive, and acknowledged back to the loop only after the commit.
+While the database is unreachable the writer keeps draining the queue into bounded buffers,
+retries with backoff, and writes everything when the database returns; what the bounds force
+it to drop is counted and logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from vendhub.const import (
+    EVENT_CASH_COLLECTED,
+    EVENT_STOCK_REFILLED,
+    EVENT_VEND_COMPLETED,
+    EVENT_VEND_FAILED,
+)
+from vendhub.core.events import Event, EventOrigin
+from vendhub.recorder.convert import context_id_to_bytes, timestamp_of, to_json
+from vendhub.recorder.engine import redact_url
+from vendhub.recorder.models import (
+    CashCollection,
+    Events,
+    EventTypes,
+    Payment,
+    PaymentStatusChange,
+    StateAttributes,
+    StatesMeta,
+    StockLevel,
+    StockMovement,
+    VendTransaction,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+MONEY_EVENTS = frozenset(
+    {EVENT_VEND_COMPLETED, EVENT_VEND_FAILED, EVENT_CASH_COLLECTED, EVENT_STOCK_REFILLED}
+)
+DEFAULT_PAYMENT_PROVIDER = "machine"
+_ATTRIBUTE_CACHE_SIZE = 8192
+_ORIGINS = {EventOrigin.local: 0, EventOrigin.remote: 1}
+_DRAIN_LIMIT = 20_000  # items taken from the queue before the writer looks at its clock again
+
+
+class Job:
+    """Work the writer runs between writes, one step at a time, with its own session.
+
+    ``step(session)`` does one short transaction and returns True when there is more to do.
+    ``done(result)`` is called with the last step's return value, or with the exception.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[Session], Any],
+        done: Callable[[Any], None],
+        more: Callable[[Any], bool] = lambda result: False,
+    ) -> None:
+        self.name = name
+        self.step = step
+        self.done = done
+        self.more = more
+
+
+@dataclass
+class MoneyRecord:
+    """What the writer tells the loop about one money event after its commit."""
+
+    event_type: str
+    machine_id: str
+    event_id: str
+    duplicate: bool
+
+
+@dataclass
+class WriterStats:
+    """Counters, read by the loop for diagnostics and by tests."""
+
+    states_written: int = 0
+    events_written: int = 0
+    money_written: int = 0
+    money_duplicates: int = 0
+    states_dropped: int = 0
+    events_dropped: int = 0
+    money_dropped: int = 0
+    commits: int = 0
+    connected: bool = False
+    connect_failures: int = 0
+    last_error: str | None = None
+    backlog: int = 0
+    jobs_run: int = 0
+    migration: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """How the writer batches, bounds and retries."""
+
+    commit_interval: float = 5.0
+    max_backlog: int = 100_000
+    max_money_backlog: int = 50_000
+    retry_first_delay: float = 1.0
+    retry_max_delay: float = 60.0
+
+
+class RecorderWriter(threading.Thread):
+    """Drains the recorder queue into the database; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        work_queue: queue.SimpleQueue[tuple[Any, ...]],
+        settings: WriterSettings,
+        on_money_recorded: Callable[[list[MoneyRecord]], None],
+        on_ready: Callable[[BaseException | None], None] = lambda error: None,
+    ) -> None:
+        super().__init__(name="recorder", daemon=True)
+        self.engine = engine
+        self.queue = work_queue
+        self.settings = settings
+        self.stats = WriterStats()
+        self._on_money_recorded = on_money_recorded
+        self._on_ready = on_ready
+        self._connection: Connection | None = None
+        self._pending_states: list[Event] = []
+        self._pending_events: list[Event] = []
+        self._pending_money: list[Event] = []
+        self._jobs: list[Job] = []
+        self._flush_waiters: list[Callable[[], None]] = []
+        self._stopping = False
+        self._next_commit = time.monotonic() + settings.commit_interval
+        self._next_connect = 0.0
+        self._retry_delay = settings.retry_first_delay
+        self._migrated = False
+        self._metadata_ids: dict[str, int] = {}
+        self._event_type_ids: dict[str, int] = {}
+        # id(attributes mapping) -> (the mapping, attributes_id): States share their attribute
+        # mapping while only the state string changes, so most look-ups hit here.
+        self._attributes_by_object: OrderedDict[int, tuple[Any, int]] = OrderedDict()
+        self._attributes_by_json: OrderedDict[str, int] = OrderedDict()
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Write until a stop item arrives; never raises."""
+        try:
+            self._try_connect(first=True)
+            while not self._stopping:
+                self._cycle()
+            self._final_flush()
+        except BaseException as error:  # the thread must report, never vanish silently
+            _LOGGER.exception("The recorder's writer failed and stopped")
+            self.stats.last_error = f"{type(error).__name__}: {error}"
+        finally:
+            self._close()
+
+    def _cycle(self) -> None:
+        timeout = self._next_commit - time.monotonic()
+        if self._jobs and self._connection is not None:
+            timeout = 0.0
+        try:
+            item = (
+                self.queue.get(timeout=max(0.0, timeout))
+                if timeout > 0
+                else (self.queue.get_nowait())
+            )
+        except queue.Empty:
+            item = None
+        if item is not None:
+            self._handle(item)
+            for _ in range(_DRAIN_LIMIT):
+                if self._stopping:
+                    break
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._handle(item)
+        if self._connection is None and time.monotonic() >= self._next_connect:
+            self._try_connect(first=False)
+        history = len(self._pending_states) + len(self._pending_events)
+        self.stats.backlog = history + len(self._pending_money)
+        if self._connection is None:
+            self._bound_backlog()
+            return
+        if self._pending_money:
+            self._write_money()
+        if (
+            time.monotonic() >= self._next_commit
+            or self._flush_waiters
+            or history >= self.settings.max_backlog
+        ):
+            self._flush_history()
+        elif self._jobs and self.queue.empty():
+            self._run_job_step()
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "s":
+            self._pending_states.append(item[1])
+        elif kind == "e":
+            self._pending_events.append(item[1])
+        elif kind == "m":
+            self._pending_money.append(item[1])
+        elif kind == "flush":
+            self._flush_waiters.append(item[1])
+        elif kind == "job":
+            self._jobs.append(item[1])
+        elif kind == "stop":
+            self._stopping = True
+
+    def _bound_backlog(self) -> None:
+        """While the database is unreachable, keep at most ``max_backlog`` records in memory."""
+        history = len(self._pending_states) + len(self._pending_events)
+        excess = history - self.settings.max_backlog
+        if excess > 0:
+            # Telemetry goes first, oldest first; events (alarms, commands) are kept longer.
+            from_states = min(excess, len(self._pending_states))
+            del self._pending_states[:from_states]
+            self.stats.states_dropped += from_states
+            from_events = excess - from_states
+            if from_events:
+                del self._pending_events[:from_events]
+                self.stats.events_dropped += from_events
+            _LOGGER.error(
+                "Recorder backlog over %d while the database is unreachable: dropped %d state "
+                "changes and %d events (in all: %d and %d)",
+                self.settings.max_backlog,
+                from_states,
+                from_events,
+                self.stats.states_dropped,
+                self.stats.events_dropped,
+            )
+        money_excess = len(self._pending_money) - self.settings.max_money_backlog
+        if money_excess > 0:
+            del self._pending_money[:money_excess]
+            self.stats.money_dropped += money_excess
+            _LOGGER.error(
+                "Recorder money backlog over %d: %d unacknowledged money events dropped "
+                "(machines keep unacknowledged events and send them again)",
+                self.settings.max_money_backlog,
+                money_excess,
+            )
+
+    # ---- connection --------------------------------------------------------------------
+
+    def _try_connect(self, first: bool) -> None:
+        try:
+            if not self._migrated:
+                from vendhub.recorder.migrate import upgrade_database
+
+                result = upgrade_database(self.engine)
+                self.stats.migration = str(result)
+                self._migrated = True
+            connection = self.engine.connect()
+            if self.engine.dialect.name == "sqlite":
+                # The writer commits once per commit interval and once per money batch, so a
+                # sync per commit is cheap, and a commit then survives a power cut too.
+                connection.exec_driver_sql("PRAGMA synchronous=FULL")
+            self._load_ids(connection)
+        except OperationalError as error:
+            self._connect_failed(error, first)
+            return
+        except BaseException as error:
+            if first:
+                self._on_ready(error)
+            raise
+        self._connection = connection
+        self.stats.connected = True
+        if self.stats.connect_failures:
+            _LOGGER.warning(
+                "Recorder database %s is reachable again after %d failed attempts; writing "
+                "%d buffered records",
+                redact_url(self.engine.url),
+                self.stats.connect_failures,
+                self.stats.backlog,
+            )
+        self.stats.connect_failures = 0
+        self._retry_delay = self.settings.retry_first_delay
+        if first:
+            self._on_ready(None)
+
+    def _connect_failed(self, error: BaseException, first: bool) -> None:
+        self.stats.connect_failures += 1
+        self.stats.connected = False
+        self.stats.last_error = _short(error)
+        delay = min(self._retry_delay, self.settings.retry_max_delay)
+        self._next_connect = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        self._retry_delay = min(self._retry_delay * 2, self.settings.retry_max_delay)
+        _LOGGER.error(
+            "Recorder database %s is unreachable (%s); keeping records in memory (up to %d) "
+            "and trying again in %.0f s",
+            redact_url(self.engine.url),
+            _short(error),
+            self.settings.max_backlog,
+            delay,
+        )
+        if first:
+            self._on_ready(None)
+
+    def _lost_connection(self, error: BaseException) -> None:
+        _LOGGER.error("Recorder lost its database connection: %s", _short(error))
+        self._close()
+        self._forget_uncommitted_ids()
+        self._connect_failed(error, first=False)
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        self.stats.connected = False
+        if connection is not None:
+            with contextlib.suppress(DBAPIError):
+                connection.close()
+
+    def _load_ids(self, connection: Connection) -> None:
+        self._metadata_ids = {
+            entity_id: metadata_id
+            for entity_id, metadata_id in connection.execute(
+                select(StatesMeta.entity_id, StatesMeta.metadata_id)
+            )
+        }
+        self._event_type_ids = {
+            event_type: type_id
+            for event_type, type_id in connection.execute(
+                select(EventTypes.event_type, EventTypes.event_type_id)
+            )
+        }
+        connection.rollback()
+
+    def _forget_uncommitted_ids(self) -> None:
+        # Ids handed out inside a transaction that rolled back may not exist: look them up again.
+        self._metadata_ids.clear()
+        self._event_type_ids.clear()
+        self._attributes_by_object.clear()
+        self._attributes_by_json.clear()
+
+    # ---- history -----------------------------------------------------------------------
+
+    def _flush_history(self) -> None:
+        self._next_commit = time.monotonic() + self.settings.commit_interval
+        states, events = self._pending_states, self._pending_events
+        if states or events:
+            connection = self._connection
+            assert connection is not None
+            try:
+                with connection.begin():
+                    if states:
+                        self._insert_states(connection, states)
+                    if events:
+                        self._insert_events(connection, events)
+            except (OperationalError, DBAPIError) as error:
+                if isinstance(error, IntegrityError):
+                    raise
+                self._lost_connection(error)
+                return
+            self.stats.states_written += len(states)
+            self.stats.events_written += len(events)
+            self.stats.commits += 1
+            self._pending_states = []
+            self._pending_events = []
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for waiter in waiters:
+            waiter()
+
+    def _insert_states(self, connection: Connection, events: list[Event]) -> None:
+        # The hot loop of the recorder: locals and inlined cache look-ups on purpose.
+        metadata_ids = self._metadata_ids
+        by_object = self._attributes_by_object
+        attributes_id = self._attributes_id
+        rows = []
+        append = rows.append
+        for event in events:
+            data = event.data
+            entity_id = data["entity_id"]
+            metadata_id = metadata_ids.get(entity_id)
+            if metadata_id is None:
+                metadata_id = self._new_metadata_id(connection, entity_id)
+            state = data["new_state"]
+            if state is None:  # removed
+                append(
+                    (
+                        metadata_id,
+                        None,
+                        None,
+                        event.time_fired.timestamp(),
+                        None,
+                        context_id_to_bytes(event.context.id),
+                    )
+                )
+                continue
+            attributes = state.attributes
+            if attributes:
+                cached = by_object.get(id(attributes))
+                attrs_id = (
+                    cached[1]
+                    if cached is not None and cached[0] is attributes
+                    else attributes_id(connection, attributes)
+                )
+            else:
+                attrs_id = None
+            updated = state.last_updated
+            changed = state.last_changed
+            try:
+                context_id: bytes | None = bytes.fromhex(state.context.id)
+            except ValueError:
+                context_id = None
+            append(
+                (
+                    metadata_id,
+                    state.state,
+                    attrs_id,
+                    updated.timestamp(),
+                    None if changed is updated or changed == updated else changed.timestamp(),
+                    context_id,
+                )
+            )
+        connection.exec_driver_sql(self._states_sql(), rows)
+
+    def _states_sql(self) -> str:
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        return (
+            "INSERT INTO states (metadata_id, state, attributes_id, last_updated_ts, "
+            f"last_changed_ts, context_id) VALUES ({', '.join([mark] * 6)})"
+        )
+
+    def _new_metadata_id(self, connection: Connection, entity_id: str) -> int:
+        found = connection.execute(
+            select(StatesMeta.metadata_id).where(StatesMeta.entity_id == entity_id)
+        ).scalar()
+        if found is None:
+            found = connection.execute(
+                insert(StatesMeta).values(entity_id=entity_id)
+            ).inserted_primary_key[0]
+        self._metadata_ids[entity_id] = found
+        return int(found)
+
+    def _attributes_id(self, connection: Connection, attributes: Any) -> int:
+        cached = self._attributes_by_object.get(id(attributes))
+        if cached is not None and cached[0] is attributes:
+            return cached[1]
+        shared = to_json(attributes)
+        attributes_id = self._attributes_by_json.get(shared)
+        if attributes_id is None:
+            attributes_id = self._find_or_insert_attributes(connection, shared)
+            self._remember(self._attributes_by_json, shared, attributes_id)
+        self._remember(self._attributes_by_object, id(attributes), (attributes, attributes_id))
+        return attributes_id
+
+    @staticmethod
+    def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        if len(cache) > _ATTRIBUTE_CACHE_SIZE:
+            cache.popitem(last=False)
+
+    def _find_or_insert_attributes(self, connection: Connection, shared: str) -> int:
+        digest = zlib.crc32(shared.encode())
+        for attributes_id, text in connection.execute(
+            select(StateAttributes.attributes_id, StateAttributes.shared_attrs).where(
+                StateAttributes.hash == digest
+            )
+        ):
+            if text == shared:
+                return int(attributes_id)
+        return int(
+            connection.execute(
+                insert(StateAttributes).values(hash=digest, shared_attrs=shared)
+            ).inserted_primary_key[0]
+        )
+
+    def _insert_events(self, connection: Connection, events: list[Event]) -> None:
+        rows = []
+        for event in events:
+            type_id = self._event_type_ids.get(event.event_type)
+            if type_id is None:
+                type_id = self._new_event_type_id(connection, event.event_type)
+            context = event.context
+            rows.append(
+                {
+                    "event_type_id": type_id,
+                    "event_data": to_json(dict(event.data)) if event.data else None,
+                    "origin": _ORIGINS.get(event.origin, 0),
+                    "time_fired_ts": event.time_fired.timestamp(),
+                    "context_id": context_id_to_bytes(context.id),
+                    "context_user_id": context.user_id,
+                    "context_parent_id": context_id_to_bytes(context.parent_id),
+                }
+            )
+        connection.execute(insert(Events), rows)
+
+    def _new_event_type_id(self, connection: Connection, event_type: str) -> int:
+        found = connection.execute(
+            select(EventTypes.event_type_id).where(EventTypes.event_type == event_type)
+        ).scalar()
+        if found is None:
+            found = connection.execute(
+                insert(EventTypes).values(event_type=event_type)
+            ).inserted_primary_key[0]
+        self._event_type_ids[event_type] = found
+        return int(found)
+
+    # ---- money ---------------------------------------------------------------------------
+
+    def _write_money(self) -> None:
+        connection = self._connection
+        assert connection is not None
+        events = self._pending_money
+        records: list[MoneyRecord] = []
+        try:
+            with connection.begin():
+                for event in events:
+                    records.append(self._write_money_event(connection, event))
+        except (OperationalError, DBAPIError) as error:
+            if isinstance(error, IntegrityError):
+                raise
+            self._lost_connection(error)
+            return
+        self._pending_money = []
+        written = sum(1 for record in records if not record.duplicate)
+        self.stats.money_written += written
+        self.stats.money_duplicates += len(records) - written
+        self.stats.commits += 1
+        self._on_money_recorded(records)
+
+    def _write_money_event(self, connection: Connection, event: Event) -> MoneyRecord:
+        data = event.data
+        machine_id = str(data["machine_id"])
+        event_id = str(data["event_id"])
+        record = MoneyRecord(event.event_type, machine_id, event_id, duplicate=True)
+        table = (
+            CashCollection
+            if event.event_type == EVENT_CASH_COLLECTED
+            else (StockMovement if event.event_type == EVENT_STOCK_REFILLED else VendTransaction)
+        )
+        exists = connection.execute(
+            select(table.id)
+            .where(table.machine_id == machine_id, table.source_event_id == event_id)
+            .limit(1)
+        ).first()
+        if exists is not None:
+            return record
+        record.duplicate = False
+        ts = timestamp_of(data.get("ts"), event.time_fired)
+        context_id = context_id_to_bytes(event.context.id)
+        if event.event_type == EVENT_CASH_COLLECTED:
+            connection.execute(
+                insert(CashCollection).values(
+                    machine_id=machine_id,
+                    source_event_id=event_id,
+                    amount=int(data["amount"]),
+                    currency=str(data["currency"]),
+                    collected_by=event.context.user_id,
+                    ts=ts,
+                    context_id=context_id,
+                )
+            )
+        elif event.event_type == EVENT_STOCK_REFILLED:
+            for slot_code, refill in data["slots"].items():
+                self._stock_movement(
+                    connection,
+                    machine_id,
+                    slot_code,
+                    refill.get("product"),
+                    "refill",
+                    int(refill["added"]),
+                    refill.get("stock"),
+                    event_id,
+                    event,
+                    ts,
+                )
+        else:
+            self._vend(connection, event, machine_id, event_id, ts, context_id)
+        return record
+
+    def _vend(
+        self,
+        connection: Connection,
+        event: Event,
+        machine_id: str,
+        event_id: str,
+        ts: float,
+        context_id: bytes | None,
+    ) -> None:
+        data = event.data
+        completed = event.event_type == EVENT_VEND_COMPLETED
+        now = time.time()
+        transaction_id = connection.execute(
+            insert(VendTransaction).values(
+                machine_id=machine_id,
+                source_event_id=event_id,
+                vend_id=data.get("vend_id"),
+                slot_code=str(data["slot"]),
+                product=data.get("product"),
+                price=int(data["price"]),
+                currency=str(data["currency"]),
+                outcome="completed" if completed else "failed",
+                failure_reason=data.get("reason"),
+                payment_method=data.get("payment_method"),
+                ts=ts,
+                recorded_ts=now,
+                context_id=context_id,
+            )
+        ).inserted_primary_key[0]
+        if not completed:
+            return
+        payment_id = connection.execute(
+            insert(Payment).values(
+                transaction_id=transaction_id,
+                machine_id=machine_id,
+                provider=str(data.get("payment_provider") or DEFAULT_PAYMENT_PROVIDER),
+                method=str(data.get("payment_method") or "unknown"),
+                amount=int(data["price"]),
+                currency=str(data["currency"]),
+                status="captured",
+                provider_reference=data.get("payment_reference"),
+                source_event_id=event_id,
+                created_ts=ts,
+                updated_ts=ts,
+                context_id=context_id,
+            )
+        ).inserted_primary_key[0]
+        connection.execute(
+            insert(PaymentStatusChange).values(payment_id=payment_id, status="captured", ts=ts)
+        )
+        self._stock_movement(
+            connection,
+            machine_id,
+            str(data["slot"]),
+            data.get("product"),
+            "vend",
+            -1,
+            data.get("stock"),
+            event_id,
+            event,
+            ts,
+        )
+
+    def _stock_movement(
+        self,
+        connection: Connection,
+        machine_id: str,
+        slot_code: str,
+        product: str | None,
+        kind: str,
+        quantity: int,
+        stock_after: int | None,
+        event_id: str,
+        event: Event,
+        ts: float,
+    ) -> None:
+        connection.execute(
+            insert(StockMovement).values(
+                machine_id=machine_id,
+                slot_code=slot_code,
+                product=product,
+                kind=kind,
+                quantity=quantity,
+                stock_after=stock_after,
+                source_event_id=event_id,
+                user_id=event.context.user_id,
+                ts=ts,
+                context_id=context_id_to_bytes(event.context.id),
+            )
+        )
+        if stock_after is None:
+            return
+        updated = connection.execute(
+            update(StockLevel)
+            .where(StockLevel.machine_id == machine_id, StockLevel.slot_code == slot_code)
+            .values(quantity=stock_after, product=product, updated_ts=ts)
+        ).rowcount
+        if not updated:
+            connection.execute(
+                insert(StockLevel).values(
+                    machine_id=machine_id,
+                    slot_code=slot_code,
+                    product=product,
+                    quantity=stock_after,
+                    updated_ts=ts,
+                )
+            )
+
+    # ---- jobs --------------------------------------------------------------------------
+
+    def _run_job_step(self) -> None:
+        job = self._jobs[0]
+        try:
+            with Session(self.engine) as session:
+                result = job.step(session)
+        except OperationalError as error:
+            self._lost_connection(error)
+            return
+        except Exception as error:
+            self._jobs.pop(0)
+            _LOGGER.exception("Recorder job %s failed", job.name)
+            job.done(error)
+            return
+        if not job.more(result):
+            self._jobs.pop(0)
+            self.stats.jobs_run += 1
+            job.done(result)
+
+    # ---- stop ----------------------------------------------------------------------------
+
+    def _final_flush(self) -> None:
+        for item in _drain(self.queue):
+            if item[0] != "stop":
+                self._handle(item)
+        if self._connection is None:
+            self._try_connect(first=False)
+        if self._connection is None:
+            lost = len(self._pending_states) + len(self._pending_events)
+            _LOGGER.error(
+                "Recorder stopped without a database: %d state changes and events and %d "
+                "unacknowledged money events were not written",
+                lost,
+                len(self._pending_money),
+            )
+            return
+        if self._pending_money:
+            self._write_money()
+        self._flush_history()
+        for job in self._jobs:
+            job.done(RuntimeError("the recorder stopped before the job ran"))
+        self._jobs.clear()
+
+
+def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    while True:
+        try:
+            yield work_queue.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _short(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(getattr(error, 'orig', None) or error).__name__}: {text[0] if text else ''}"
