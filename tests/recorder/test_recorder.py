@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from vendhub.const import EVENT_MONEY_RECORDED
+from vendhub.const import EVENT_MONEY_RECORDED, EVENT_STATE_CHANGED
 from vendhub.core.context import Context
 from vendhub.core.events import Event
 from vendhub.core.hub import Hub
+from vendhub.core.states import ReadOnlyDict, State
 from vendhub.recorder.models import (
     CashCollection,
     Events,
     EventTypes,
     Payment,
+    StateAttributes,
     States,
     StatesMeta,
     StockLevel,
     StockMovement,
     VendTransaction,
 )
+from vendhub.recorder.queries import sales_statistics, sales_totals
 from vendhub.recorder.recorder import Recorder, RecorderConfig
+from vendhub.recorder.statistics import compile_missing
 from vendhub.registry import async_load_registries
 from vendhub_integrations.simulator import vendhub_config_schema as simulator_schema
 from vendhub_integrations.simulator import vendhub_setup as simulator_setup
@@ -275,5 +281,69 @@ async def test_simulated_fleet_history_and_ledger_survive_a_restart(
     assert count(recorder, Payment) == count(
         recorder, VendTransaction, VendTransaction.outcome == "completed"
     )
+
+    # The statistics, compiled from what was recorded, agree with the transactions.
+    zone = ZoneInfo("UTC")
+    later = datetime(2024, 5, 8, tzinfo=UTC).timestamp()
+    await recorder.async_run_job(
+        "compile",
+        lambda session: compile_missing(session, later, zone),
+        more=lambda result: result.pending,
+    )
+    start, end = datetime(2024, 5, 6, tzinfo=UTC), datetime(2024, 5, 7, tzinfo=UTC)
+    [totals] = await recorder.async_query(
+        lambda session: sales_totals(session, start=start, end=end)
+    )
+    hourly = await recorder.async_query(
+        lambda session: sales_statistics(session, period="hour", start=start, end=end)
+    )
+    daily = await recorder.async_query(
+        lambda session: sales_statistics(session, period="day", start=start, end=end)
+    )
+    for rows in (hourly, daily):
+        assert sum(row.vends for row in rows) == totals.vends
+        assert sum(row.failed for row in rows) == totals.failed
+        assert sum(row.revenue for row in rows) == totals.revenue
+    assert totals.vends + totals.failed == transactions
+    assert totals.vends == payments
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
+async def test_writing_after_a_purge_removed_cached_rows(tmp_path: Path, db_url: str) -> None:
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    attributes = ReadOnlyDict({"unit_of_measurement": "°C"})
+    old = datetime.now(UTC) - timedelta(days=2)
+    for minute in range(3):  # history from two days ago, with one shared attribute set
+        moment = old + timedelta(minutes=minute)
+        state = State("sensor.old_fridge", str(4 + minute), attributes, moment, moment)
+        hub.bus.async_fire(
+            EVENT_STATE_CHANGED,
+            {"entity_id": "sensor.old_fridge", "old_state": None, "new_state": state},
+        )
+    await recorder.async_flush()
+    now = datetime.now(UTC).timestamp()
+    await recorder.async_run_job(
+        "compile",
+        lambda session: compile_missing(session, now, ZoneInfo("UTC")),
+        more=lambda result: result.pending,
+    )
+    result = await recorder.async_purge(keep_days=1)
+    assert result.done
+    assert count(recorder, States) == 0
+    assert count(recorder, StateAttributes) == 0
+
+    # The writer had the purged entity and attribute set cached: it must not refer to them.
+    hub.states.async_set("sensor.old_fridge", "5", attributes)
+    await recorder.async_flush()
+    with recorder.engine.connect() as connection:
+        row = connection.execute(
+            select(StatesMeta.entity_id, States.state, StateAttributes.shared_attrs)
+            .join(StatesMeta, StatesMeta.metadata_id == States.metadata_id)
+            .join(StateAttributes, StateAttributes.attributes_id == States.attributes_id)
+        ).one()
+    assert tuple(row) == ("sensor.old_fridge", "5", '{"unit_of_measurement":"\\u00b0C"}')
+    assert recorder.writer.is_alive()
     await hub.async_stop()
     await recorder.async_stop()

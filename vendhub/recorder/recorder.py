@@ -69,6 +69,8 @@ class RecorderConfig:
     exclude_domains: frozenset[str] = frozenset()
     exclude_event_types: frozenset[str] = frozenset()
     setup_connect_timeout: float = 10.0
+    retry_first_delay: float = 1.0
+    retry_max_delay: float = 60.0
 
 
 @dataclass
@@ -119,6 +121,8 @@ class Recorder:
                 commit_interval=config.commit_interval,
                 max_backlog=config.max_backlog,
                 max_money_backlog=config.max_backlog,
+                retry_first_delay=config.retry_first_delay,
+                retry_max_delay=config.retry_max_delay,
             ),
             on_money_recorded=self._from_writer_money_recorded,
             on_ready=self._from_writer_ready,

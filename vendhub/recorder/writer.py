@@ -174,7 +174,8 @@ class RecorderWriter(threading.Thread):
             self._close()
 
     def _cycle(self) -> None:
-        timeout = self._next_commit - time.monotonic()
+        wake_at = self._next_commit if self._connection is not None else self._next_connect
+        timeout = wake_at - time.monotonic()
         if self._jobs and self._connection is not None:
             timeout = 0.0
         try:
@@ -308,7 +309,7 @@ class RecorderWriter(threading.Thread):
         self._retry_delay = min(self._retry_delay * 2, self.settings.retry_max_delay)
         _LOGGER.error(
             "Recorder database %s is unreachable (%s); keeping records in memory (up to %d) "
-            "and trying again in %.0f s",
+            "and trying again in %.1f s",
             redact_url(self.engine.url),
             _short(error),
             self.settings.max_backlog,
@@ -358,27 +359,44 @@ class RecorderWriter(threading.Thread):
         self._next_commit = time.monotonic() + self.settings.commit_interval
         states, events = self._pending_states, self._pending_events
         if states or events:
-            connection = self._connection
-            assert connection is not None
-            try:
-                with connection.begin():
-                    if states:
-                        self._insert_states(connection, states)
-                    if events:
-                        self._insert_events(connection, events)
-            except (OperationalError, DBAPIError) as error:
-                if isinstance(error, IntegrityError):
-                    raise
-                self._lost_connection(error)
-                return
-            self.stats.states_written += len(states)
-            self.stats.events_written += len(events)
-            self.stats.commits += 1
+            for attempt in (1, 2):
+                try:
+                    self._write_history(states, events)
+                    break
+                except IntegrityError as error:
+                    # A cached id the database no longer has; forget the caches and try once
+                    # more. History that still does not fit is dropped, loudly, never the writer.
+                    self._forget_uncommitted_ids()
+                    if attempt == 2:
+                        self.stats.states_dropped += len(states)
+                        self.stats.events_dropped += len(events)
+                        _LOGGER.error(
+                            "Recorder dropped %d state changes and %d events the database "
+                            "refused: %s",
+                            len(states),
+                            len(events),
+                            _short(error),
+                        )
+                except (OperationalError, DBAPIError) as error:
+                    self._lost_connection(error)
+                    return
             self._pending_states = []
             self._pending_events = []
         waiters, self._flush_waiters = self._flush_waiters, []
         for waiter in waiters:
             waiter()
+
+    def _write_history(self, states: list[Event], events: list[Event]) -> None:
+        connection = self._connection
+        assert connection is not None
+        with connection.begin():
+            if states:
+                self._insert_states(connection, states)
+            if events:
+                self._insert_events(connection, events)
+        self.stats.states_written += len(states)
+        self.stats.events_written += len(events)
+        self.stats.commits += 1
 
     def _insert_states(self, connection: Connection, events: list[Event]) -> None:
         # The hot loop of the recorder: locals and inlined cache look-ups on purpose.
@@ -712,10 +730,33 @@ class RecorderWriter(threading.Thread):
             _LOGGER.exception("Recorder job %s failed", job.name)
             job.done(error)
             return
+        self._forget_purged(result)
         if not job.more(result):
             self._jobs.pop(0)
             self.stats.jobs_run += 1
             job.done(result)
+
+    def _forget_purged(self, result: Any) -> None:
+        """Drop ids a purge deleted from the caches, so no insert refers to a deleted row."""
+        metadata = getattr(result, "removed_metadata_ids", None)
+        if metadata:
+            self._metadata_ids = {
+                key: value for key, value in self._metadata_ids.items() if value not in metadata
+            }
+        event_types = getattr(result, "removed_event_type_ids", None)
+        if event_types:
+            self._event_type_ids = {
+                key: value
+                for key, value in self._event_type_ids.items()
+                if value not in event_types
+            }
+        attributes = getattr(result, "removed_attributes_ids", None)
+        if attributes:
+            for cache in (self._attributes_by_object, self._attributes_by_json):
+                for key in [
+                    key for key, value in cache.items() if _attributes_id_of(value) in attributes
+                ]:
+                    del cache[key]
 
     # ---- stop ----------------------------------------------------------------------------
 
@@ -748,6 +789,10 @@ def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any
             yield work_queue.get_nowait()
         except queue.Empty:
             return
+
+
+def _attributes_id_of(cached: Any) -> int:
+    return cached[1] if isinstance(cached, tuple) else int(cached)
 
 
 def _short(error: BaseException) -> str:

@@ -42,7 +42,9 @@ class States(Base):
     state_id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
     metadata_id: Mapped[int] = mapped_column(ForeignKey("states_meta.metadata_id"))
     state: Mapped[str | None] = mapped_column(String(255))
-    attributes_id: Mapped[int | None] = mapped_column(ForeignKey("state_attributes.attributes_id"))
+    attributes_id: Mapped[int | None] = mapped_column(
+        ForeignKey("state_attributes.attributes_id"), index=True
+    )
     last_updated_ts: Mapped[float] = mapped_column(Timestamp, index=True)
     last_changed_ts: Mapped[float | None] = mapped_column(Timestamp)
     context_id: Mapped[bytes | None] = mapped_column(ContextId)
@@ -63,7 +65,7 @@ class Events(Base):
     __tablename__ = "events"
 
     event_id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
-    event_type_id: Mapped[int] = mapped_column(ForeignKey("event_types.event_type_id"))
+    event_type_id: Mapped[int] = mapped_column(ForeignKey("event_types.event_type_id"), index=True)
     event_data: Mapped[str | None] = mapped_column(Text)
     origin: Mapped[int] = mapped_column(SmallInteger)
     time_fired_ts: Mapped[float] = mapped_column(Timestamp, index=True)
