@@ -58,6 +58,7 @@ def configure_logging(level: str) -> None:
         level=level.upper(), format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", force=True
     )
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def check_config(config_dir: str) -> int:

@@ -113,6 +113,7 @@ class VirtualMachine:
         door_openings_per_day: float = 1.0,
         telemetry_interval: float = 60.0,
         cash_box: int = 0,
+        wall_clock_timestamps: bool = False,
     ) -> None:
         curve = tuple(float(x) for x in (daily_curve or DEFAULT_DAILY_CURVE))
         if len(curve) != 24 or any(x < 0 for x in curve):
@@ -143,6 +144,10 @@ class VirtualMachine:
         self.rng = rng if rng is not None else random.Random(seed)
         self.tz = tz
         self.start = start or datetime.now(UTC)
+        # A live demo stamps messages with the real time, as a real machine does, while its
+        # own clock (for the daily curve) may run faster; a replay from ``start`` stamps them
+        # with the simulated time.
+        self.wall_clock_timestamps = wall_clock_timestamps
         self.elapsed = 0.0
         self.refrigerated = refrigerated
         self.target_temperature = float(target_temperature)
@@ -186,13 +191,18 @@ class VirtualMachine:
 
     # ---- messages ------------------------------------------------------------------------
 
+    def _stamp(self, at: float) -> str:
+        if self.wall_clock_timestamps:
+            return _iso(datetime.now(UTC))
+        return _iso(self.start + timedelta(seconds=at))
+
     def _event(self, at: float, name: str, data: dict[str, Any]) -> dict[str, Any]:
         self._seq += 1
         return {
             "type": "event",
             "id": uuid.uuid4().hex,
             "seq": self._seq,
-            "ts": _iso(self.start + timedelta(seconds=at)),
+            "ts": self._stamp(at),
             "event": name,
             "data": data,
         }
@@ -207,7 +217,7 @@ class VirtualMachine:
         return {
             "type": "telemetry",
             "seq": self._seq,
-            "ts": _iso(self.start + timedelta(seconds=at)),
+            "ts": self._stamp(at),
             "readings": readings,
         }
 

@@ -90,6 +90,7 @@ class SimulatorRuntime:
                 spec["slots"],
                 rng=random.Random(f"{seed}/{machine_id}") if seed is not None else None,
                 start=start,
+                wall_clock_timestamps=self.config.get("start") is None,
                 tz=self.link.tz,
                 model=spec.get("model", DEFAULT_MODEL),
                 firmware=spec.get("firmware", DEFAULT_FIRMWARE),

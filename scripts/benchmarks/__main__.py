@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scripts.benchmarks import core, recorder
+from scripts.benchmarks import core, purge, recorder, recorder_engines
 
-BENCHMARKS = {"core": core, "recorder": recorder}
+BENCHMARKS = {
+    "core": core,
+    "recorder": recorder,
+    "recorder-engines": recorder_engines,
+    "purge": purge,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -255,3 +255,21 @@ def test_invalid_model_parameters_are_refused() -> None:
         make(jam_rate=0.6, failure_rate=0.6)
     with pytest.raises(ValueError, match="backwards"):
         make().step(-1)
+
+
+def test_live_machines_stamp_messages_with_the_wall_clock() -> None:
+    from datetime import UTC, datetime
+
+    from vendhub_integrations.simulator.machine import VirtualMachine
+
+    start = datetime(2024, 5, 6, tzinfo=UTC)
+    slots = {"A1": {"product": "Cola", "price": 150, "capacity": 10}}
+    replay = VirtualMachine("m", slots, seed=1, start=start)
+    live = VirtualMachine("m", slots, seed=1, start=start, wall_clock_timestamps=True)
+    [replayed] = replay.vend("A1", "cash")[-1:]
+    before = datetime.now(UTC)
+    [lived] = live.vend("A1", "cash")[-1:]
+    assert datetime.fromisoformat(replayed["ts"]) == start
+    assert datetime.fromisoformat(lived["ts"]) >= before.replace(
+        microsecond=before.microsecond // 1000 * 1000
+    )
