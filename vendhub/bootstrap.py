@@ -18,6 +18,7 @@ from vendhub.plugins.discovery import Discovery, discover_integrations
 from vendhub.plugins.manager import IntegrationManager, SetupReport
 from vendhub.plugins.plan import IntegrationPlan, plan_integrations
 from vendhub.registry import async_load_registries
+from vendhub.util.heap import freeze_startup_heap
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ async def async_setup_and_start(
     manager = IntegrationManager(hub, prepared.plan, **kwargs)
     report = await manager.async_setup_all()
     await hub.async_start()
+    freeze_startup_heap()
     return report
 
 
