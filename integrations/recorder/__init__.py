@@ -14,6 +14,7 @@ import voluptuous as vol
 from vendhub.config import validators as cv
 from vendhub.plugins import hookimpl
 from vendhub.recorder.recorder import DATA_RECORDER, Recorder, recorder_config_from
+from vendhub.recorder.services import register_services
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -78,6 +79,7 @@ async def _async_setup(hub: Hub, config: dict[str, Any]) -> None:
     recorder = Recorder(hub, recorder_config_from(config, hub.config_dir))
     await recorder.async_start()
     hub.data[DATA_RECORDER] = recorder
+    register_services(hub, recorder)
 
 
 @hookimpl

@@ -216,3 +216,19 @@ async def test_unload_on_stop_calls_hook_and_removes_services(tmp_path: Path) ->
     await hub.async_stop()
     assert hub.data["unloaded"] is True
     assert not hub.services.has_service("svc", "ping")
+
+
+async def test_setup_early_integrations_come_first(tmp_path: Path) -> None:
+    write_integration(tmp_path, "helper", recording("helper", 0.05))
+    write_integration(
+        tmp_path, "store", recording("store", 0.05), setup_early=True, dependencies=["helper"]
+    )
+    write_integration(tmp_path, "producer", recording("producer"))
+    write_config(tmp_path, "producer:\nstore:\n")
+    hub, report = await _start(tmp_path)
+    order = hub.data["order"]
+    await hub.async_stop()
+    assert sorted(report.loaded) == ["helper", "producer", "store"]
+    # What the early integration needs comes before it; everything else after it.
+    assert order.index("end helper") < order.index("start store")
+    assert order.index("end store") < order.index("start producer")

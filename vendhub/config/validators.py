@@ -7,7 +7,7 @@ import math
 import re
 import zoneinfo
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -470,3 +470,20 @@ def time_period(value: Any) -> timedelta:
     if seconds < 0:
         raise vol.Invalid(f"a time period cannot be negative, got {describe_value(value)}")
     return timedelta(seconds=seconds)
+
+
+def aware_datetime(value: Any) -> datetime:
+    """A moment as ISO 8601 (``2024-05-06T12:00:00+02:00``); without an offset it is UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise vol.Invalid(
+                f"expected a date and time such as '2024-05-06T12:00:00+02:00', "
+                f"got {describe_value(value)}"
+            ) from None
+    else:
+        raise vol.Invalid(f"expected a date and time, got {describe_value(value)}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -26,6 +26,7 @@ MANIFEST_SCHEMA = vol.Schema(
         vol.Required("iot_class"): vol.In(IOT_CLASSES),
         vol.Optional("documentation"): str,
         vol.Optional("codeowners", default=list): [str],
+        vol.Optional("setup_early", default=False): bool,
     }
 )
 
@@ -46,6 +47,9 @@ class Manifest:
     after_dependencies: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
     documentation: str | None = None
+    # Set up before every integration that does not need it (the recorder: so it sees the
+    # first states of everything else).
+    setup_early: bool = False
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Manifest:
@@ -63,6 +67,7 @@ class Manifest:
             after_dependencies=tuple(valid["after_dependencies"]),
             requirements=tuple(valid["requirements"]),
             documentation=valid.get("documentation"),
+            setup_early=valid["setup_early"],
         )
 
     @classmethod

@@ -198,6 +198,7 @@ def _order(plan: IntegrationPlan, config: Mapping[str, Any]) -> None:
             }
             for domain, integration in plan.integrations.items()
         }
+        _early_first(plan, graph)
         try:
             plan.order = list(graphlib.TopologicalSorter(graph).static_order())
         except graphlib.CycleError as error:
@@ -208,6 +209,27 @@ def _order(plan: IntegrationPlan, config: Mapping[str, Any]) -> None:
             continue
         plan.waits_for = graph
         return
+
+
+def _early_first(plan: IntegrationPlan, graph: dict[str, set[str]]) -> None:
+    """Make every other integration wait for the ``setup_early`` ones (such as the recorder).
+
+    What an early integration itself needs (its dependencies, transitively) does not wait for
+    it, or the order would be a cycle.
+    """
+    early = {d for d, i in plan.integrations.items() if i.manifest.setup_early}
+    if not early:
+        return
+    needed_by_early: set[str] = set()
+    stack = [dep for domain in early for dep in graph[domain]]
+    while stack:
+        domain = stack.pop()
+        if domain not in needed_by_early:
+            needed_by_early.add(domain)
+            stack.extend(graph[domain])
+    for domain, waits in graph.items():
+        if domain not in early and domain not in needed_by_early:
+            waits.update(early)
 
 
 def _exclude(

@@ -1,0 +1,75 @@
+"""The recorder's services, through a hub started from a real configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from vendhub.bootstrap import async_start_hub, prepare
+from vendhub.core.errors import InvalidServiceData
+from vendhub.recorder.recorder import get_recorder
+
+
+async def test_services_answer_from_the_database(tmp_path: Path, db_url: str) -> None:
+    (tmp_path / "configuration.yaml").write_text(
+        f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
+        "simulator:\n  summary_interval: 0\n  tick: 3600\n  machines:\n"
+        "    - id: lobby_1\n      refrigerated: true\n      jam_rate: 0\n      failure_rate: 0\n"
+        "      slots:\n        A1: {product: Cola, price: 150, capacity: 10}\n"
+    )
+    prepared = await asyncio.to_thread(prepare, tmp_path)
+    assert prepared.issues == []
+    hub, report = await async_start_hub(prepared)
+    try:
+        assert sorted(report.loaded) == ["recorder", "simulator"]
+        for method in ("cash", "card", "card"):
+            await hub.services.async_call(
+                "simulator",
+                "vend",
+                {"machine_id": "lobby_1", "slot": "A1", "payment_method": method},
+            )
+        await get_recorder(hub).async_flush()
+
+        history = await hub.services.async_call(
+            "recorder", "history", {"entity_ids": "slot.lobby_1_a1"}
+        )
+        assert [row["state"] for row in history["slot.lobby_1_a1"]] == ["10", "9", "8", "7"]
+
+        sales = await hub.services.async_call("recorder", "sales", {"machine_id": "lobby_1"})
+        assert [(t["vends"], t["revenue"], t["currency"]) for t in sales["totals"]] == [
+            (3, 450, "EUR")
+        ]
+
+        page = await hub.services.async_call(
+            "recorder", "transactions", {"machine_id": "lobby_1", "limit": 2}
+        )
+        assert [item["payment_method"] for item in page["items"]] == ["card", "card"]
+        assert page["next_before_id"] is not None
+        rest = await hub.services.async_call(
+            "recorder", "transactions", {"before_id": page["next_before_id"]}
+        )
+        assert [item["payment_method"] for item in rest["items"]] == ["cash"]
+
+        payments = await hub.services.async_call("recorder", "payments", {"method": "card"})
+        assert [(p["amount"], p["status"]) for p in payments["items"]] == [
+            (150, "captured"),
+            (150, "captured"),
+        ]
+
+        with pytest.raises(InvalidServiceData, match="must be before end"):
+            await hub.services.async_call(
+                "recorder",
+                "history",
+                {
+                    "entity_ids": ["slot.lobby_1_a1"],
+                    "start": "2024-05-07T00:00:00",
+                    "end": "2024-05-06T00:00:00",
+                },
+            )
+        with pytest.raises(InvalidServiceData, match="limit"):
+            await hub.services.async_call("recorder", "payments", {"limit": 5000})
+    finally:
+        await hub.async_stop()
+    assert not hub.services.has_service("recorder", "history")

@@ -1,0 +1,158 @@
+"""The recorder's services: history, statistics, the ledger, purge and compile on demand."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from vendhub.config import validators as cv
+from vendhub.core.errors import InvalidServiceData
+from vendhub.recorder import queries
+from vendhub.util.dt import utcnow
+
+if TYPE_CHECKING:
+    from vendhub.core.hub import Hub
+    from vendhub.core.services import ServiceCall
+    from vendhub.recorder.recorder import Recorder
+
+DOMAIN = "recorder"
+PERIOD = vol.In(("hour", "day"))
+_ENTITY_IDS = vol.All(cv.ensure_list, [cv.entity_id], vol.Length(min=1))
+_RANGE = {
+    vol.Optional("start"): cv.aware_datetime,
+    vol.Optional("end"): cv.aware_datetime,
+}
+_LEDGER_FILTERS = {
+    **_RANGE,
+    vol.Optional("machine_id"): cv.string,
+    vol.Optional("method"): cv.string,
+    vol.Optional("limit", default=100): vol.All(cv.positive_int, vol.Range(max=1000)),
+    vol.Optional("before_id"): cv.positive_int,
+}
+
+HISTORY_SCHEMA = vol.Schema(
+    {
+        vol.Required("entity_ids"): _ENTITY_IDS,
+        **_RANGE,
+        vol.Optional("include_attributes", default=True): cv.boolean,
+    }
+)
+SALES_SCHEMA = vol.Schema(
+    {
+        **_RANGE,
+        vol.Optional("period", default="hour"): PERIOD,
+        vol.Optional("machine_id"): cv.string,
+        vol.Optional("product"): cv.string,
+    }
+)
+SENSOR_SCHEMA = vol.Schema(
+    {
+        vol.Required("entity_ids"): _ENTITY_IDS,
+        **_RANGE,
+        vol.Optional("period", default="hour"): PERIOD,
+    }
+)
+TRANSACTIONS_SCHEMA = vol.Schema(
+    {**_LEDGER_FILTERS, vol.Optional("product"): cv.string, vol.Optional("outcome"): cv.string}
+)
+PAYMENTS_SCHEMA = vol.Schema(
+    {**_LEDGER_FILTERS, vol.Optional("status"): cv.string, vol.Optional("provider"): cv.string}
+)
+PURGE_SCHEMA = vol.Schema({vol.Optional("keep_days"): cv.non_negative_int})
+
+
+def _range(call: ServiceCall, default_days: int = 1) -> tuple[Any, Any]:
+    end = call.data.get("end") or utcnow()
+    start = call.data.get("start") or end - timedelta(days=default_days)
+    if start >= end:
+        raise InvalidServiceData(
+            DOMAIN,
+            call.service,
+            f"start ({start.isoformat()}) must be before end ({end.isoformat()})",
+        )
+    return start, end
+
+
+def register_services(hub: Hub, recorder: Recorder) -> None:
+    """Register the recorder's services; each returns JSON-ready data."""
+
+    async def history(call: ServiceCall) -> dict[str, Any]:
+        """State history of entities over a period (default: the last day)."""
+        start, end = _range(call)
+        found = await recorder.async_query(
+            lambda session: queries.state_history(
+                session,
+                list(call.data["entity_ids"]),
+                start,
+                end,
+                include_attributes=call.data["include_attributes"],
+            )
+        )
+        return {entity_id: [s.as_dict() for s in states] for entity_id, states in found.items()}
+
+    async def sales(call: ServiceCall) -> dict[str, Any]:
+        """Sales statistics per hour or day, and the exact totals from the ledger."""
+        start, end = _range(call, default_days=7)
+        filters = {key: call.data[key] for key in ("machine_id", "product") if key in call.data}
+
+        def run(session: Any) -> dict[str, Any]:
+            rows = queries.sales_statistics(
+                session, period=call.data["period"], start=start, end=end, **filters
+            )
+            totals = queries.sales_totals(session, start=start, end=end, **filters)
+            return {
+                "statistics": [row.as_dict() for row in rows],
+                "totals": [total.as_dict() for total in totals],
+            }
+
+        return await recorder.async_query(run)
+
+    async def sensor_statistics(call: ServiceCall) -> dict[str, Any]:
+        """Minimum, mean and maximum of numeric entities per hour or day."""
+        start, end = _range(call, default_days=7)
+        found = await recorder.async_query(
+            lambda session: queries.sensor_statistics(
+                session,
+                list(call.data["entity_ids"]),
+                period=call.data["period"],
+                start=start,
+                end=end,
+            )
+        )
+        return {entity_id: [row.as_dict() for row in rows] for entity_id, rows in found.items()}
+
+    def ledger_service(query: Any, keys: tuple[str, ...]) -> Any:
+        async def handler(call: ServiceCall) -> dict[str, Any]:
+            filters = {key: call.data[key] for key in keys if key in call.data}
+            page = await recorder.async_query(lambda session: query(session, **filters))
+            return page.as_dict()
+
+        return handler
+
+    async def purge(call: ServiceCall) -> dict[str, Any]:
+        """Purge history now (default: older than the configured keep_days)."""
+        result = await recorder.async_purge(call.data.get("keep_days"))
+        return {"done": result.done}
+
+    common = ("machine_id", "method", "start", "end", "limit", "before_id")
+    register = hub.services.async_register
+    register(DOMAIN, "history", history, HISTORY_SCHEMA)
+    register(DOMAIN, "sales", sales, SALES_SCHEMA)
+    register(DOMAIN, "sensor_statistics", sensor_statistics, SENSOR_SCHEMA)
+    register(
+        DOMAIN,
+        "transactions",
+        ledger_service(queries.transactions, (*common, "product", "outcome")),
+        TRANSACTIONS_SCHEMA,
+        "Vend transactions, newest first, with filters and pagination.",
+    )
+    register(
+        DOMAIN,
+        "payments",
+        ledger_service(queries.payments, (*common, "status", "provider")),
+        PAYMENTS_SCHEMA,
+        "Payments, newest first, with filters and pagination.",
+    )
+    register(DOMAIN, "purge", purge, PURGE_SCHEMA)
