@@ -121,6 +121,7 @@ class SlotEntity(MachineEntityBase):
         self.product = product
         self.price = price
         self.capacity = capacity
+        self.locked = False
         self._attr_state = stock
 
     @property
@@ -141,6 +142,7 @@ class SlotEntity(MachineEntityBase):
             "price": self.price,
             "capacity": self.capacity,
             "currency": self.info.currency,
+            "locked": self.locked,
         }
 
 

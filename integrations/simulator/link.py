@@ -227,6 +227,13 @@ class MachineLink:
                 },
                 context=context,
             )
+        elif name == msg.EVENT_SLOTS_LOCKED:
+            context = _caused_by(parent)
+            for code, locked in data["slots"].items():
+                slot = entities.slot(code)
+                if slot is not None:
+                    slot.locked = locked
+                    slot.async_write_state(context)
         elif name == msg.EVENT_CASH_COLLECTED:
             context = _caused_by(parent)
             entities.cash_box.set_amount(data["cash_box"])

@@ -49,6 +49,7 @@ class Slot:
     price: int
     capacity: int
     stock: int
+    locked: bool = False  # a locked slot does not sell (e.g. food while the fridge is warm)
 
     def __post_init__(self) -> None:
         if self.price < 0:
@@ -296,7 +297,7 @@ class VirtualMachine:
         self.temperature += drift - cooling
 
     def _random_sale(self, at: float, out: list[dict[str, Any]]) -> None:
-        stocked = [slot for slot in self.slots.values() if slot.stock > 0]
+        stocked = [slot for slot in self.slots.values() if slot.stock > 0 and not slot.locked]
         if not stocked:
             self.missed_sales += 1
             return
@@ -314,8 +315,10 @@ class VirtualMachine:
             "payment_method": method,
         }
         out.append(self._event(at, "vend_started", dict(data)))
-        if slot.stock <= 0:
-            reason: str | None = "sold_out"
+        if slot.locked:
+            reason: str | None = "locked"
+        elif slot.stock <= 0:
+            reason = "sold_out"
         else:
             draw = self.rng.random()
             if draw < self.jam_rate:
@@ -342,7 +345,8 @@ class VirtualMachine:
     def vend(self, slot_code: str, method: str = "cash") -> list[dict[str, Any]]:
         """A customer buys from ``slot_code`` now: ``vend_started`` then the outcome.
 
-        A sold-out slot fails with reason ``sold_out``; jams and failures happen at their rates.
+        A locked slot fails with reason ``locked``, a sold-out one with ``sold_out``; jams and
+        failures happen at their rates.
         """
         slot = self._slot(slot_code)
         if method not in PAYMENT_METHODS:
@@ -350,6 +354,20 @@ class VirtualMachine:
         out: list[dict[str, Any]] = []
         self._vend(slot, method, self.elapsed, out)
         return out
+
+    def lock_slots(
+        self, slot_codes: list[str] | None = None, locked: bool = True
+    ) -> list[dict[str, Any]]:
+        """Stop (or resume) selling from some slots, or all; returns a ``slots_locked`` event."""
+        slots = (
+            [self._slot(code) for code in slot_codes]
+            if slot_codes is not None
+            else list(self.slots.values())
+        )
+        for slot in slots:
+            slot.locked = locked
+        data = {"slots": {slot.code: slot.locked for slot in slots}}
+        return [self._event(self.elapsed, "slots_locked", data)]
 
     def restock(self, slot_code: str | None = None) -> list[dict[str, Any]]:
         """Fill one slot, or every slot, to capacity; returns a ``restocked`` event."""

@@ -25,6 +25,7 @@ EVENT_DOOR_OPENED: Final = "door_opened"
 EVENT_DOOR_CLOSED: Final = "door_closed"
 EVENT_RESTOCKED: Final = "restocked"
 EVENT_CASH_COLLECTED: Final = "cash_collected"
+EVENT_SLOTS_LOCKED: Final = "slots_locked"
 
 
 def timestamp(value: Any) -> datetime:
@@ -111,6 +112,7 @@ EVENT_DATA_SCHEMAS: Final = {
     EVENT_DOOR_OPENED: vol.Schema({}, extra=vol.ALLOW_EXTRA),
     EVENT_DOOR_CLOSED: vol.Schema({}, extra=vol.ALLOW_EXTRA),
     EVENT_RESTOCKED: vol.Schema({vol.Required("slots"): {TEXT: COUNT}}, extra=vol.ALLOW_EXTRA),
+    EVENT_SLOTS_LOCKED: vol.Schema({vol.Required("slots"): {TEXT: bool}}, extra=vol.ALLOW_EXTRA),
     EVENT_CASH_COLLECTED: vol.Schema(
         {vol.Required("amount"): COUNT, vol.Required("cash_box"): COUNT}, extra=vol.ALLOW_EXTRA
     ),

@@ -34,6 +34,15 @@ VEND_SCHEMA = vol.Schema(
 )
 RESTOCK_SCHEMA = vol.Schema({vol.Required("machine_id"): slug, vol.Optional("slot"): string})
 SET_DOOR_SCHEMA = vol.Schema({vol.Required("machine_id"): slug, vol.Required("open"): boolean})
+LOCK_SLOTS_SCHEMA = vol.Schema(
+    {
+        vol.Required("machine_id"): slug,
+        vol.Optional("slots"): vol.All(
+            vol.Any(str, [str]), lambda v: [v] if isinstance(v, str) else v
+        ),
+        vol.Optional("locked", default=True): boolean,
+    }
+)
 SET_COMPRESSOR_SCHEMA = vol.Schema(
     {vol.Required("machine_id"): slug, vol.Required("enabled"): boolean}
 )
@@ -97,8 +106,22 @@ def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
         machine.set_compressor(call.data["enabled"])
         return {"machine_id": machine_id, "compressor_enabled": machine.compressor_enabled}
 
+    async def lock_slots(call: ServiceCall) -> dict[str, Any]:
+        """Stop selling from some slots (or all), or sell again with locked: false."""
+        machine_id, machine, _ = target(call)
+        codes = None
+        if "slots" in call.data:
+            try:
+                codes = [runtime.slot_code(machine, code) for code in call.data["slots"]]
+            except UnknownSlot as error:
+                raise InvalidServiceData(DOMAIN, call.service, str(error.args[0])) from None
+        messages = machine.lock_slots(codes, call.data["locked"])
+        await runtime.async_feed(machine_id, messages, call.context)
+        return {"machine_id": machine_id, "slots": dict(messages[-1]["data"]["slots"])}
+
     register = hub.services.async_register
     register(DOMAIN, SERVICE_VEND, vend, VEND_SCHEMA)
     register(DOMAIN, SERVICE_RESTOCK, restock, RESTOCK_SCHEMA)
     register(DOMAIN, SERVICE_SET_DOOR, set_door, SET_DOOR_SCHEMA)
     register(DOMAIN, SERVICE_SET_COMPRESSOR, set_compressor, SET_COMPRESSOR_SCHEMA)
+    register(DOMAIN, "lock_slots", lock_slots, LOCK_SLOTS_SCHEMA)

@@ -381,3 +381,26 @@ async def test_restock_and_cash_collection_fire_bus_events(hub: Hub) -> None:
     assert collection.data["amount"] == 150
     assert collection.data["currency"] == "EUR"
     assert refill.data["event_id"] != collection.data["event_id"]
+
+
+async def test_locked_slots_do_not_sell_until_unlocked(hub: Hub) -> None:
+    runtime = await setup_simulator(hub, simulator_config(machine_config(sales_per_hour=60)))
+    result = await hub.services.async_call(
+        "simulator", "lock_slots", {"machine_id": "lobby_1", "slots": ["a1", "A2"]}
+    )
+    assert result == {"machine_id": "lobby_1", "slots": {"A1": True, "A2": True}}
+    assert hub.states.get("slot.lobby_1_a1").attributes["locked"] is True
+    for _ in range(3):
+        await runtime.async_step(3600)
+    assert runtime.machines["lobby_1"].vends_completed == 0
+    forced = await hub.services.async_call(
+        "simulator", "vend", {"machine_id": "lobby_1", "slot": "A1"}
+    )
+    assert (forced["outcome"], forced["reason"]) == ("failed", "locked")
+
+    await hub.services.async_call(
+        "simulator", "lock_slots", {"machine_id": "lobby_1", "locked": False}
+    )
+    assert hub.states.get("slot.lobby_1_a2").attributes["locked"] is False
+    await runtime.async_step(3600)
+    assert runtime.machines["lobby_1"].vends_completed > 0
