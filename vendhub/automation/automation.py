@@ -109,7 +109,11 @@ class Automation:
         if self.enabled:
             return
         self._detach = await async_attach_triggers(
-            self.hub, self.triggers, self._async_on_trigger, name=self.alias
+            self.hub,
+            self.triggers,
+            self._async_on_trigger,
+            name=self.alias,
+            variables=self.config["variables"],
         )
         self.enabled = True
         self._write_state()
@@ -146,7 +150,8 @@ class Automation:
     async def _async_on_trigger(
         self, trigger: dict[str, Any], context: Context | None = None
     ) -> None:
-        await self.async_trigger({"trigger": trigger}, context)
+        # A trigger's own ``variables:`` (rendered when it fired) join the run's variables.
+        await self.async_trigger({**(trigger.get("variables") or {}), "trigger": trigger}, context)
 
     async def async_trigger(
         self,
