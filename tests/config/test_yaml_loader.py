@@ -522,3 +522,15 @@ def test_non_utf8_file_names_its_line(tmp_path: Path) -> None:
     issue = only_issue(load_error(file))
     assert issue.line == 2
     assert "not UTF-8" in issue.message
+
+
+def test_times_of_day_stay_text_not_base_60_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "times.yaml"
+    path.write_text("opens: 07:30\ncloses: 22:00:00\nprice: 150\nratio: 0.5\nhex: 0x1F\n")
+    assert load_yaml(path) == {
+        "opens": "07:30",
+        "closes": "22:00:00",
+        "price": 150,
+        "ratio": 0.5,
+        "hex": 31,
+    }

@@ -96,8 +96,8 @@ class Automation:
     async def async_setup(self) -> None:
         """Build the conditions, write the entity, and enable if configured so."""
         self._conditions = [
-            await async_condition_from_config(self.hub, condition)
-            for condition in self.condition_configs
+            await async_condition_from_config(self.hub, condition, path=f"condition/{index}")
+            for index, condition in enumerate(self.condition_configs)
         ]
         if self.config["initial_state"]:
             await self.async_enable()

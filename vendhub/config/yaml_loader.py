@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,6 +487,32 @@ class VendHubLoader(_BaseLoader):  # type: ignore[valid-type,misc]
                 return None
             value = default.strip()
         return NodeStr(value, self._location(node))
+
+
+def _without_base_60_numbers(loader: type[yaml.SafeLoader]) -> None:
+    """Read ``22:00`` as the text it looks like, not as YAML 1.1's base-60 number 1320.
+
+    Operators write times of day; none of them means a sexagesimal integer or float.
+    """
+    int_pattern = re.compile(
+        r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$""",
+        re.X,
+    )
+    float_pattern = re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    )
+    replacements = {"tag:yaml.org,2002:int": int_pattern, "tag:yaml.org,2002:float": float_pattern}
+    resolvers = {}
+    for first, entries in loader.yaml_implicit_resolvers.items():
+        resolvers[first] = [(tag, replacements.get(tag, pattern)) for tag, pattern in entries]
+    loader.yaml_implicit_resolvers = resolvers
+
+
+_without_base_60_numbers(VendHubLoader)
 
 
 def _is_hashable(value: Any) -> bool:

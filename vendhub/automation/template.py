@@ -1,0 +1,1066 @@
+"""Jinja2 templates for automations: a sandbox with hub helpers, bounded rendering, tracking.
+
+Each hub has one ``TemplateEnvironment`` (an ``ImmutableSandboxedEnvironment``) that caches
+compiled templates by source. ``Template`` is what configuration holds; it renders through
+the environment of the hub it is attached to. While a template renders, every entity (or
+domain, or the whole state machine) it reads is noted, so ``async_track_template_result``
+can render it again only when one of those changes.
+
+Rendering is bounded: a template that runs longer than ``MAX_RENDER_SECONDS`` or produces
+more than ``MAX_OUTPUT_CHARS`` characters stops with a TemplateError. Every error names the
+template and the line in it.
+
+``async_`` names run in the event loop and never block; rendering is synchronous.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache, wraps
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+import voluptuous as vol
+from jinja2 import nodes
+from jinja2.runtime import Context as JinjaContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
+
+from vendhub.config.validators import describe_value
+from vendhub.const import EVENT_STATE_CHANGED
+from vendhub.core.errors import VendHubError
+from vendhub.core.events import Event, Unsubscribe
+from vendhub.core.states import State
+from vendhub.core.timers import async_track_state_change
+from vendhub.util.dt import UTC, utcnow
+
+if TYPE_CHECKING:
+    from vendhub.core.hub import Hub
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_RENDER_SECONDS: Final = 1.0
+MAX_OUTPUT_CHARS: Final = 256 * 1024
+# Integers a template may compute with ``**`` stay below this many bits.
+MAX_POWER_BITS: Final = 100_000
+# A cache of compiled templates per environment, oldest dropped first.
+MAX_CACHED_TEMPLATES: Final = 4096
+
+_ENVIRONMENT_KEY: Final = "automation.template_environment"
+_TEMPLATE_FILENAME: Final = "<template>"
+_BOUNDED_ITERATION_FILTER: Final = "_vendhub_bounded_iteration"
+_DEADLINE_CHECK_EVERY: Final = 64
+_TEMPLATE_MARKERS: Final = re.compile(r"{{|{%|{#")
+_NUMBER_TEXT: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# A width or precision of a million or more in a %-format or str.format spec.
+_HUGE_FORMAT_WIDTH: Final = re.compile(r"[%:][^%:{}]*?\d{7,}")
+_NO_STATE_VALUES: Final = frozenset({"unknown", "unavailable"})
+_MISSING: Any = object()
+
+
+class TemplateError(VendHubError):
+    """A template that cannot be compiled or rendered.
+
+    ``str()`` reads "template '<name>' line <n>: <message>" (without the line when unknown).
+    """
+
+    def __init__(
+        self, message: str, template_name: str = "template", line: int | None = None
+    ) -> None:
+        self.message = message
+        self.template_name = template_name
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f" line {self.line}" if self.line is not None else ""
+        return f"template '{self.template_name}'{where}: {self.message}"
+
+
+class _RenderLimitExceeded(Exception):
+    """Raised inside a render that ran too long or grew too large (becomes a TemplateError)."""
+
+
+class _OutputLimitExceeded(Exception):
+    """The rendered text grew past the limit at ``line`` of the template."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+# ---- the state of one render --------------------------------------------------------------
+
+
+@dataclass
+class _RenderScope:
+    """What one render may spend and what it read."""
+
+    deadline: float
+    entities: set[str] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+    all_states: bool = False
+
+    def check_deadline(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise _RenderLimitExceeded(
+                f"rendering took longer than {MAX_RENDER_SECONDS:g} s and was stopped"
+            )
+
+
+_active_render: ContextVar[_RenderScope | None] = ContextVar(
+    "vendhub_template_render", default=None
+)
+
+
+def _check_deadline() -> None:
+    scope = _active_render.get()
+    if scope is not None:
+        scope.check_deadline()
+
+
+def _note_entity(entity_id: str) -> None:
+    scope = _active_render.get()
+    if scope is not None:
+        scope.entities.add(entity_id)
+
+
+def _note_domain(domain: str) -> None:
+    scope = _active_render.get()
+    if scope is not None:
+        scope.domains.add(domain)
+
+
+def _note_all_states() -> None:
+    scope = _active_render.get()
+    if scope is not None:
+        scope.all_states = True
+
+
+def _check_size(value: Any) -> Any:
+    """Refuse a string or collection larger than the output limit; return ``value``."""
+    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) and (
+        len(value) > MAX_OUTPUT_CHARS
+    ):
+        raise _RenderLimitExceeded(
+            f"a value of {len(value)} items is larger than the limit of {MAX_OUTPUT_CHARS}"
+        )
+    return value
+
+
+def _refuse_large(expected_size: float, what: str) -> None:
+    if expected_size > MAX_OUTPUT_CHARS:
+        raise _RenderLimitExceeded(
+            f"{what} would make {expected_size:.0f} characters, more than the limit of "
+            f"{MAX_OUTPUT_CHARS}"
+        )
+
+
+# ---- time -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        _LOGGER.warning("Unknown time zone %r; templates use UTC", name)
+        return ZoneInfo("UTC")
+
+
+def hub_time_zone(hub: Hub | None) -> ZoneInfo:
+    """The hub's configured time zone (UTC without a hub)."""
+    return _zone(hub.config.time_zone if hub is not None else "UTC")
+
+
+def hub_now(hub: Hub | None) -> datetime:
+    """The current time in the hub's time zone.
+
+    Templates' ``now()`` and the time condition read the clock here; tests control it by
+    replacing ``vendhub.automation.template.utcnow``.
+    """
+    return utcnow().astimezone(hub_time_zone(hub))
+
+
+# ---- values ---------------------------------------------------------------------------------
+
+
+def _parse_result(text: str) -> Any:
+    """A Python literal (number, bool, list, dict, None) as that value, anything else as text."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    if value is None or isinstance(value, bool | list | dict):
+        return value
+    if isinstance(value, int | float):
+        # "007", "1_000" and "+5" stay text: they do not read back the way they were written.
+        return value if _NUMBER_TEXT.fullmatch(text) else text
+    return text
+
+
+def result_as_boolean(value: Any) -> bool:
+    """A rendered result as a truth value: true/yes/on/enable and non-zero numbers are true."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "on", "enable"):
+            return True
+        try:
+            return float(text) != 0
+        except ValueError:
+            return False
+    return False
+
+
+def is_template_string(value: str) -> bool:
+    """Whether ``value`` contains template markup ({{, {% or {#)."""
+    return _TEMPLATE_MARKERS.search(value) is not None
+
+
+def _invalid_input(helper: str, value: Any) -> ValueError:
+    return ValueError(
+        f"{helper}() got {describe_value(value)}, which it cannot convert; "
+        f"give a default, e.g. {helper}(value, 0)"
+    )
+
+
+def _to_float(value: Any, default: Any = _MISSING) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        if default is _MISSING:
+            raise _invalid_input("float", value) from None
+        return default
+
+
+def _to_int(value: Any, default: Any = _MISSING, base: int = 10) -> Any:
+    try:
+        if isinstance(value, str) and base != 10:
+            return int(value, base)
+        return int(float(value)) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        if default is _MISSING:
+            raise _invalid_input("int", value) from None
+        return default
+
+
+def _round(value: Any, precision: int = 0, method: str = "common", default: Any = _MISSING) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        if default is _MISSING:
+            raise _invalid_input("round", value) from None
+        return default
+    if method == "ceil":
+        factor = 10**precision
+        rounded = math.ceil(number * factor) / factor
+    elif method == "floor":
+        factor = 10**precision
+        rounded = math.floor(number * factor) / factor
+    elif method == "common":
+        rounded = round(number, precision)
+    else:
+        raise ValueError(f"round() method must be 'common', 'ceil' or 'floor', got {method!r}")
+    return int(rounded) if precision == 0 else rounded
+
+
+def _multiply(value: Any, factor: Any, default: Any = _MISSING) -> Any:
+    try:
+        return float(value) * float(factor)
+    except (TypeError, ValueError):
+        if default is _MISSING:
+            raise _invalid_input("multiply", value) from None
+        return default
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _relative_time(value: Any) -> Any:
+    """How long ago ``value`` was, in its largest unit ("5 minutes"); other values as given."""
+    if not isinstance(value, datetime):
+        return value
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    seconds = (utcnow() - moment).total_seconds()
+    if seconds < 0:
+        return value
+    for unit, size in (
+        ("year", 365 * 86400),
+        ("month", 30 * 86400),
+        ("day", 86400),
+        ("hour", 3600),
+        ("minute", 60),
+    ):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    count = int(seconds)
+    return f"{count} second{'s' if count != 1 else ''}"
+
+
+# ---- what templates see of the hub ------------------------------------------------------------
+
+
+def _is_helper_protocol_name(name: str) -> bool:
+    """Names Jinja and Python probe objects for, which are never a domain or object id."""
+    return name.startswith("_") or name.startswith("jinja_")
+
+
+class _DomainStates:
+    """``states.<domain>``: ``.object_id`` gives a State (or None); iterating reads the domain."""
+
+    __slots__ = ("_domain", "_hub")
+    # The sandbox asks every callable and value these; answer them without a state lookup.
+    unsafe_callable = False
+    alters_data = False
+
+    def __init__(self, hub: Hub | None, domain: str) -> None:
+        self._hub = hub
+        self._domain = domain
+
+    def __getattr__(self, object_id: str) -> State | None:
+        if _is_helper_protocol_name(object_id):
+            raise AttributeError(object_id)
+        entity_id = f"{self._domain}.{object_id}"
+        _note_entity(entity_id)
+        return self._hub.states.get(entity_id) if self._hub is not None else None
+
+    __getitem__ = __getattr__
+
+    def __iter__(self) -> Iterator[State]:
+        _note_domain(self._domain)
+        if self._hub is None:
+            return iter(())
+        found = self._hub.states.async_all(self._domain)
+        return iter(sorted(found, key=lambda state: state.entity_id))
+
+    def __len__(self) -> int:
+        _note_domain(self._domain)
+        return len(self._hub.states.async_entity_ids(self._domain)) if self._hub else 0
+
+    def __repr__(self) -> str:
+        return f"<states of domain {self._domain}>"
+
+
+class _AllStates:
+    """``states``: call it with an entity id for its state, or reach ``states.<domain>``."""
+
+    __slots__ = ("_hub",)
+    unsafe_callable = False
+    alters_data = False
+
+    def __init__(self, hub: Hub | None) -> None:
+        self._hub = hub
+
+    def __call__(self, entity_id: str) -> str:
+        entity_id = str(entity_id)
+        _note_entity(entity_id)
+        state = self._hub.states.get(entity_id) if self._hub is not None else None
+        return state.state if state is not None else "unknown"
+
+    def __getattr__(self, domain: str) -> _DomainStates:
+        if _is_helper_protocol_name(domain):
+            raise AttributeError(domain)
+        return _DomainStates(self._hub, domain)
+
+    __getitem__ = __getattr__
+
+    def __iter__(self) -> Iterator[State]:
+        _note_all_states()
+        if self._hub is None:
+            return iter(())
+        return iter(sorted(self._hub.states.async_all(), key=lambda state: state.entity_id))
+
+    def __len__(self) -> int:
+        _note_all_states()
+        return len(self._hub.states) if self._hub is not None else 0
+
+    def __repr__(self) -> str:
+        return "<all states>"
+
+
+class _HubHelpers:
+    """The functions templates call; each notes the entities it reads."""
+
+    def __init__(self, hub: Hub | None) -> None:
+        self._hub = hub
+
+    def _state(self, entity_id: Any) -> State | None:
+        entity_id = str(entity_id)
+        _note_entity(entity_id)
+        return self._hub.states.get(entity_id) if self._hub is not None else None
+
+    def state_attr(self, entity_id: Any, name: Any) -> Any:
+        state = self._state(entity_id)
+        return state.attributes.get(name) if state is not None else None
+
+    def is_state(self, entity_id: Any, value: Any) -> bool:
+        state = self._state(entity_id)
+        if state is None:
+            return False
+        if isinstance(value, list | tuple | set | frozenset):
+            return state.state in {str(item) for item in value}
+        return state.state == str(value)
+
+    def is_state_attr(self, entity_id: Any, name: Any, value: Any) -> bool:
+        state = self._state(entity_id)
+        return state is not None and name in state.attributes and state.attributes[name] == value
+
+    def has_value(self, entity_id: Any) -> bool:
+        state = self._state(entity_id)
+        return state is not None and state.state not in _NO_STATE_VALUES
+
+    def now(self) -> datetime:
+        return hub_now(self._hub)
+
+    def utcnow(self) -> datetime:
+        return utcnow()
+
+    def _aware(self, moment: datetime) -> datetime:
+        """A naive moment is read in the hub's time zone."""
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=hub_time_zone(self._hub))
+        return moment
+
+    def as_datetime(self, value: Any, default: Any = _MISSING) -> Any:
+        if isinstance(value, datetime):
+            return self._aware(value)
+        try:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return datetime.fromtimestamp(value, UTC)
+            text = str(value).strip()
+            if _NUMBER_TEXT.fullmatch(text):
+                return datetime.fromtimestamp(float(text), UTC)
+            return self._aware(datetime.fromisoformat(text))
+        except (ValueError, OverflowError, OSError):
+            if default is _MISSING:
+                raise _invalid_input("as_datetime", value) from None
+            return default
+
+    def as_timestamp(self, value: Any, default: Any = _MISSING) -> Any:
+        moment = self.as_datetime(value, None)
+        if moment is None:
+            if default is _MISSING:
+                raise _invalid_input("as_timestamp", value)
+            return default
+        return moment.timestamp()
+
+    def timestamp_local(self, value: Any, default: Any = _MISSING) -> Any:
+        moment = self.as_datetime(value, None)
+        if moment is None:
+            if default is _MISSING:
+                raise _invalid_input("timestamp_local", value)
+            return default
+        return moment.astimezone(hub_time_zone(self._hub)).isoformat()
+
+    def timestamp_utc(self, value: Any, default: Any = _MISSING) -> Any:
+        moment = self.as_datetime(value, None)
+        if moment is None:
+            if default is _MISSING:
+                raise _invalid_input("timestamp_utc", value)
+            return default
+        return moment.astimezone(UTC).isoformat()
+
+    def machine(self, machine_id: Any) -> dict[str, Any] | None:
+        state = self._state(f"machine.{machine_id}")
+        if state is None:
+            return None
+        return {
+            "machine_id": str(machine_id),
+            "entity_id": state.entity_id,
+            "state": state.state,
+            "online": state.state == "online",
+            "attributes": dict(state.attributes),
+            "last_changed": state.last_changed,
+        }
+
+    def stock(self, machine_id: Any, slot: Any) -> int | None:
+        state = self._state(f"slot.{machine_id}_{str(slot).lower()}")
+        if state is None:
+            return None
+        try:
+            return int(float(state.state))
+        except ValueError:
+            return None
+
+
+# ---- the sandbox ----------------------------------------------------------------------------
+
+
+class _BoundedNamespace(Namespace):
+    """``namespace()`` whose attributes cannot grow past the output limit."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _check_deadline()
+        Namespace.__setitem__(self, name, _check_size(value))
+
+
+@jinja2.pass_context
+def _bounded_iteration(context: JinjaContext, iterable: Any) -> Any:
+    """Every ``{% for %}`` iterates through here, so a long loop meets the deadline."""
+    scope = _active_render.get()
+    if scope is None or isinstance(iterable, jinja2.Undefined):
+        return iterable
+    return _iterate_with_deadline(iterable, scope)
+
+
+def _iterate_with_deadline(iterable: Iterable[Any], scope: _RenderScope) -> Iterator[Any]:
+    for count, item in enumerate(iterable):
+        if count % _DEADLINE_CHECK_EVERY == 0:
+            scope.check_deadline()
+        yield item
+
+
+def _bounded_filter(filter_function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filter so its result is checked against the limits (Jinja's pass-arg kept)."""
+
+    @wraps(filter_function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        return _check_size(filter_function(*args, **kwargs))
+
+    return bounded
+
+
+def _refuse_amplifying_call(function: Any, args: tuple[Any, ...]) -> None:
+    """Refuse str methods whose result would be far larger than their inputs."""
+    # The sandbox hands out str.format wrapped; the wrapper keeps the method as __wrapped__.
+    method = getattr(function, "__wrapped__", function)
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", "")
+    if not isinstance(owner, str):
+        return
+    if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
+        _refuse_large(args[0], f"str.{name}({args[0]})")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[1], str):
+        count = owner.count(str(args[0])) if str(args[0]) else len(owner) + 1
+        _refuse_large(len(owner) + count * len(args[1]), "str.replace()")
+    elif name == "join" and args and hasattr(args[0], "__len__"):
+        _refuse_large(len(owner) * len(args[0]), "str.join()")
+    elif name == "expandtabs" and args and isinstance(args[0], int):
+        _refuse_large(len(owner) + owner.count("\t") * args[0], "str.expandtabs()")
+    elif name in ("format", "format_map") and _HUGE_FORMAT_WIDTH.search(owner):
+        raise _RenderLimitExceeded("a format width of a million or more is refused")
+
+
+def _is_huge_power(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)) or abs(base) < 2:
+        return False
+    return base.bit_length() * exponent > MAX_POWER_BITS
+
+
+def _filter_center(value: Any, width: int = 80) -> str:
+    _refuse_large(width, f"center({width})")
+    return str(value).center(width)
+
+
+def _filter_indent(
+    value: Any, width: int | str = 4, first: bool = False, blank: bool = False
+) -> str:
+    text = str(value)
+    prefix_length = width if isinstance(width, int) else len(width)
+    _refuse_large(len(text) + (text.count("\n") + 1) * prefix_length, "indent()")
+    return jinja2.filters.do_indent(text, width, first, blank)
+
+
+def _filter_replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+    text = str(value)
+    occurrences = text.count(old) if old else len(text) + 1
+    _refuse_large(len(text) + occurrences * len(new), "replace()")
+    return text.replace(old, new, -1 if count is None else count)
+
+
+@jinja2.pass_eval_context
+def _filter_join(eval_context: Any, value: Any, separator: str = "", attribute: Any = None) -> str:
+    items = list(value)
+    _refuse_large(len(separator) * len(items), "join()")
+    return jinja2.filters.sync_do_join(eval_context, items, separator, attribute)
+
+
+class TemplateEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox of one hub: helpers as globals and filters, limits, a compile cache."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, hub: Hub | None) -> None:
+        super().__init__(undefined=jinja2.Undefined, autoescape=False)
+        self.hub = hub
+        self._compiled: dict[str, jinja2.Template] = {}
+        helpers = _HubHelpers(hub)
+        states = _AllStates(hub)
+        functions: dict[str, Callable[..., Any]] = {
+            "states": states,
+            "state_attr": helpers.state_attr,
+            "is_state": helpers.is_state,
+            "is_state_attr": helpers.is_state_attr,
+            "has_value": helpers.has_value,
+            "now": helpers.now,
+            "utcnow": helpers.utcnow,
+            "as_timestamp": helpers.as_timestamp,
+            "as_datetime": helpers.as_datetime,
+            "timestamp_local": helpers.timestamp_local,
+            "timestamp_utc": helpers.timestamp_utc,
+            "relative_time": _relative_time,
+            "timedelta": timedelta,
+            "machine": helpers.machine,
+            "stock": helpers.stock,
+            "float": _to_float,
+            "int": _to_int,
+            "round": _round,
+            "multiply": _multiply,
+            "is_number": _is_number,
+            "min": min,
+            "max": max,
+            "namespace": _BoundedNamespace,
+        }
+        self.globals.update(functions)
+        filters: dict[str, Callable[..., Any]] = {
+            "states": states,
+            "state_attr": helpers.state_attr,
+            "is_state": helpers.is_state,
+            "is_state_attr": helpers.is_state_attr,
+            "has_value": helpers.has_value,
+            "as_timestamp": helpers.as_timestamp,
+            "as_datetime": helpers.as_datetime,
+            "timestamp_local": helpers.timestamp_local,
+            "timestamp_utc": helpers.timestamp_utc,
+            "relative_time": _relative_time,
+            "float": _to_float,
+            "int": _to_int,
+            "round": _round,
+            "multiply": _multiply,
+            "is_number": _is_number,
+            "center": _filter_center,
+            "indent": _filter_indent,
+            "replace": _filter_replace,
+            "join": _filter_join,
+        }
+        self.filters.update(filters)
+        self.filters = {name: _bounded_filter(function) for name, function in self.filters.items()}
+        self.filters[_BOUNDED_ITERATION_FILTER] = _bounded_iteration
+        self.tests.update({"has_value": helpers.has_value, "is_number": _is_number})
+
+    # -- compile ---------------------------------------------------------------------------
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """Parse, then route every for loop's iterable through the deadline check."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(
+                loop.iter, _BOUNDED_ITERATION_FILTER, [], [], None, None, lineno=loop.lineno
+            )
+        return tree
+
+    def compile_cached(self, source: str) -> jinja2.Template:
+        """The compiled template for ``source`` (raises jinja2.TemplateSyntaxError)."""
+        compiled = self._compiled.get(source)
+        if compiled is None:
+            compiled = self.from_string(source)
+            if len(self._compiled) >= MAX_CACHED_TEMPLATES:
+                del self._compiled[next(iter(self._compiled))]
+            self._compiled[source] = compiled
+        return compiled
+
+    # -- sandbox hooks: every one checks the deadline ---------------------------------------
+
+    def call(__self, __context: JinjaContext, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        _refuse_amplifying_call(__obj, args)
+        result = ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
+        return _check_size(result)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_deadline()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _check_deadline()
+        return super().getitem(obj, argument)
+
+    def call_binop(self, context: JinjaContext, operator: str, left: Any, right: Any) -> Any:
+        _check_deadline()
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | bytes | list | tuple) and isinstance(times, int):
+                    _refuse_large(len(sequence) * times, "repeating a sequence")
+        elif operator == "**" and _is_huge_power(left, right):
+            raise _RenderLimitExceeded(f"{left} ** {right} is larger than {MAX_POWER_BITS} bits")
+        elif operator == "%" and isinstance(left, str) and _HUGE_FORMAT_WIDTH.search(left):
+            raise _RenderLimitExceeded("a format width of a million or more is refused")
+        return _check_size(super().call_binop(context, operator, left, right))
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        """Refuse unsafe attributes at once, instead of rendering them as nothing."""
+        raise jinja2.sandbox.SecurityError(
+            f"access to attribute {attribute!r} of a {type(obj).__name__!r} value is not "
+            "allowed in templates"
+        )
+
+
+_environment_without_hub: TemplateEnvironment | None = None
+
+
+def template_environment(hub: Hub | None) -> TemplateEnvironment:
+    """The hub's template environment (made on first use); without a hub, one for validation."""
+    global _environment_without_hub
+    if hub is None:
+        if _environment_without_hub is None:
+            _environment_without_hub = TemplateEnvironment(None)
+        return _environment_without_hub
+    environment = hub.data.get(_ENVIRONMENT_KEY)
+    if environment is None:
+        environment = hub.data[_ENVIRONMENT_KEY] = TemplateEnvironment(hub)
+    return environment
+
+
+# ---- templates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RenderInfo:
+    """The result of one render and what it read."""
+
+    result: Any
+    entities: frozenset[str]
+    domains: frozenset[str]
+    all_states: bool
+    error: TemplateError | None = None
+
+
+class Template:
+    """A template from configuration; renders in the environment of the hub it is attached to.
+
+    ``name`` says where it came from (e.g. ``automation.fridge condition/0``) and appears in
+    every error; it may be changed after construction.
+    """
+
+    def __init__(self, source: str, hub: Hub | None = None, *, name: str = "template") -> None:
+        if not isinstance(source, str):
+            raise TypeError(f"a template's source must be text, got {type(source).__name__}")
+        self.source = source
+        self.hub = hub
+        self.name = name
+        self.is_static: bool = not is_template_string(source)
+
+    def __repr__(self) -> str:
+        return f"Template<{self.name}: {self.source!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Template) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(self.source)
+
+    def attach(self, hub: Hub) -> Template:
+        """Bind the template to ``hub`` (templates validated before the hub existed)."""
+        self.hub = hub
+        return self
+
+    def _compiled(self) -> jinja2.Template:
+        try:
+            return template_environment(self.hub).compile_cached(self.source)
+        except jinja2.TemplateSyntaxError as error:
+            raise TemplateError(error.message or str(error), self.name, error.lineno) from None
+
+    def ensure_valid(self) -> None:
+        """Compile now; raise TemplateError (with the line) on a syntax error."""
+        if not self.is_static:
+            self._compiled()
+
+    def async_render(
+        self, variables: Mapping[str, Any] | None = None, *, parse_result: bool = True
+    ) -> Any:
+        """Render; with ``parse_result`` a literal result (number, bool, list, dict, None)
+        comes back as that value, anything else as text. Raises TemplateError."""
+        if self.is_static:
+            return _parse_result(self.source.strip()) if parse_result else self.source
+        text = self._render_text(variables, _RenderScope(self._deadline()))
+        return _parse_result(text) if parse_result else text
+
+    def async_render_with_info(
+        self, variables: Mapping[str, Any] | None = None, *, parse_result: bool = True
+    ) -> RenderInfo:
+        """Render and report the entities and domains read; an error is returned, not raised."""
+        scope = _RenderScope(self._deadline())
+        try:
+            if self.is_static:
+                text = self.source.strip() if parse_result else self.source
+            else:
+                text = self._render_text(variables, scope)
+        except TemplateError as error:
+            return RenderInfo(
+                None, frozenset(scope.entities), frozenset(scope.domains), scope.all_states, error
+            )
+        result = _parse_result(text) if parse_result else text
+        return RenderInfo(
+            result, frozenset(scope.entities), frozenset(scope.domains), scope.all_states
+        )
+
+    @staticmethod
+    def _deadline() -> float:
+        return time.perf_counter() + MAX_RENDER_SECONDS
+
+    def _render_text(self, variables: Mapping[str, Any] | None, scope: _RenderScope) -> str:
+        compiled = self._compiled()
+        token = _active_render.set(scope)
+        chunks: Iterator[str] | None = None
+        try:
+            context = compiled.new_context(dict(variables) if variables else {})
+            parts: list[str] = []
+            size = 0
+            chunks = compiled.root_render_func(context)
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    raise _OutputLimitExceeded(
+                        f"the output is larger than the limit of {MAX_OUTPUT_CHARS} characters",
+                        _suspended_line(chunks, compiled),
+                    )
+                scope.check_deadline()
+                parts.append(chunk)
+        except _OutputLimitExceeded as error:
+            raise TemplateError(str(error), self.name, error.line) from None
+        except Exception as error:
+            line = _template_line(error.__traceback__, compiled)
+            if line is None:  # stopped between two chunks of output
+                line = _suspended_line(chunks, compiled)
+            raise TemplateError(_describe_error(error), self.name, line) from error
+        finally:
+            _active_render.reset(token)
+        return "".join(parts).strip()
+
+
+def _describe_error(error: Exception) -> str:
+    if isinstance(error, _RenderLimitExceeded | jinja2.TemplateError):
+        return str(error)
+    if isinstance(error, RecursionError):
+        return "too deep recursion"
+    return f"{type(error).__name__}: {error}"
+
+
+def _suspended_line(generator: Any, compiled: jinja2.Template) -> int | None:
+    """The template line where the (innermost) render generator is paused."""
+    line = None
+    while generator is not None and getattr(generator, "gi_frame", None) is not None:
+        line = compiled.get_corresponding_lineno(generator.gi_frame.f_lineno)
+        generator = generator.gi_yieldfrom
+    return line
+
+
+def _template_line(traceback: TracebackType | None, compiled: jinja2.Template) -> int | None:
+    """The template line of the innermost frame that ran template code."""
+    line = None
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == _TEMPLATE_FILENAME:
+            line = compiled.get_corresponding_lineno(traceback.tb_lineno)
+        traceback = traceback.tb_next
+    return line
+
+
+def render_complex(
+    value: Any, variables: Mapping[str, Any] | None = None, hub: Hub | None = None
+) -> Any:
+    """Render every template nested in ``value`` (dicts, lists, Template objects, strings
+    with template markup); everything else is returned as it is."""
+    if isinstance(value, Template):
+        if value.hub is None and hub is not None:
+            value.attach(hub)
+        return value.async_render(variables)
+    if isinstance(value, str):
+        if not is_template_string(value):
+            return value
+        return Template(value, hub).async_render(variables)
+    if isinstance(value, Mapping):
+        return {
+            render_complex(key, variables, hub): render_complex(item, variables, hub)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [render_complex(item, variables, hub) for item in value]
+    return value
+
+
+def template_validator(value: Any) -> Template:
+    """Voluptuous validator: text with a template, compiled now so syntax errors show at once.
+
+    The hub is attached later with ``Template.attach(hub)``.
+    """
+    if isinstance(value, Template):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise vol.Invalid(f"expected a template (text), got {describe_value(value)}")
+    template = Template(str(value))
+    try:
+        template.ensure_valid()
+    except TemplateError as error:
+        where = f" on line {error.line}" if error.line is not None else ""
+        raise vol.Invalid(f"invalid template{where}: {error.message}") from None
+    return template
+
+
+# ---- re-render when what a template read changes -----------------------------------------------
+
+
+class TemplateResultTracker:
+    """Renders a template whenever an entity its last render read changes.
+
+    Calling the tracker (it is the ``Unsubscribe`` that ``async_track_template_result``
+    returns) stops it. ``result`` is the latest good result, ``info`` the latest render.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        template: Template,
+        action: Callable[[Any, Any], Any],
+        variables: Mapping[str, Any] | None,
+        on_error: Callable[[TemplateError], Any] | None,
+    ) -> None:
+        if template.hub is None:
+            template.attach(hub)
+        self.hub = hub
+        self.template = template
+        self.action = action
+        self.variables = variables
+        self.on_error = on_error
+        self.result: Any = None
+        self.info: RenderInfo | None = None
+        self.renders = 0
+        self._unsubscribe_listeners: Unsubscribe | None = None
+        self._listening_to: tuple[frozenset[str], frozenset[str], bool] | None = None
+        self._stopped = False
+
+    def async_start(self) -> None:
+        """Render for the first time and listen to what it read (no action is called)."""
+        info = self._render()
+        if info.error is None:
+            self.result = info.result
+
+    def async_refresh(self) -> None:
+        """Render again now (e.g. because time passed) and call the action on a change."""
+        if self._stopped:
+            return
+        info = self._render()
+        if info.error is not None or info.result == self.result:
+            return
+        old, self.result = self.result, info.result
+        self._call_action(info.result, old)
+
+    def _render(self) -> RenderInfo:
+        self.renders += 1
+        info = self.template.async_render_with_info(self.variables)
+        self.info = info
+        self._listen_to(info)
+        if info.error is not None:
+            self._report(info.error)
+        return info
+
+    def _report(self, error: TemplateError) -> None:
+        if self.on_error is None:
+            _LOGGER.error("Error rendering %s", error)
+            return
+        try:
+            self.on_error(error)
+        except Exception:
+            _LOGGER.exception("Error handler of template %s failed", self.template.name)
+
+    def _call_action(self, new: Any, old: Any) -> None:
+        try:
+            outcome = self.action(new, old)
+            if asyncio.iscoroutine(outcome):
+                self.hub.async_create_task(outcome, name=f"template {self.template.name} changed")
+        except Exception:
+            _LOGGER.exception("Action for template %s failed", self.template.name)
+
+    def _listen_to(self, info: RenderInfo) -> None:
+        wanted = (info.entities, info.domains, info.all_states)
+        if wanted == self._listening_to:
+            return
+        if self._unsubscribe_listeners is not None:
+            self._unsubscribe_listeners()
+            self._unsubscribe_listeners = None
+        self._listening_to = wanted
+        entities, domains, all_states = wanted
+        if all_states or domains:
+
+            def relevant(event: Event) -> bool:
+                entity_id: str = event.data["entity_id"]
+                return all_states or entity_id in entities or entity_id.partition(".")[0] in domains
+
+            self._unsubscribe_listeners = self.hub.bus.async_listen(
+                EVENT_STATE_CHANGED, self._on_state_changed, relevant
+            )
+        elif entities:
+            self._unsubscribe_listeners = async_track_state_change(
+                self.hub, entities, self._on_state_changed
+            )
+
+    def _on_state_changed(self, event: Event) -> None:
+        self.async_refresh()
+
+    def __call__(self) -> None:
+        """Stop listening."""
+        self._stopped = True
+        if self._unsubscribe_listeners is not None:
+            self._unsubscribe_listeners()
+            self._unsubscribe_listeners = None
+
+
+def async_track_template_result(
+    hub: Hub,
+    template: Template,
+    action: Callable[[Any, Any], Any],
+    variables: Mapping[str, Any] | None = None,
+    *,
+    on_error: Callable[[TemplateError], Any] | None = None,
+) -> TemplateResultTracker:
+    """Render ``template`` now, and again only when an entity the last render read changes
+    (any state, if it iterated ``states``; any of a domain, if it iterated ``states.<domain>``).
+
+    ``action(new_result, old_result)`` is called (a coroutine is run as a task) when the
+    result changes. A render error goes to ``on_error``, or to the log; the last good result
+    stays. Returns the tracker, which is the unsubscribe callable.
+    """
+    tracker = TemplateResultTracker(hub, template, action, variables, on_error)
+    tracker.async_start()
+    return tracker
+
+
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "MAX_RENDER_SECONDS",
+    "RenderInfo",
+    "Template",
+    "TemplateEnvironment",
+    "TemplateError",
+    "TemplateResultTracker",
+    "async_track_template_result",
+    "hub_now",
+    "hub_time_zone",
+    "is_template_string",
+    "render_complex",
+    "result_as_boolean",
+    "template_environment",
+    "template_validator",
+]
