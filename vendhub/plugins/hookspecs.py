@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import voluptuous as vol
 
     from vendhub.core.hub import Hub
+    from vendhub.notify.platform import NotifyPlatform
 
 PROJECT_NAME = "vendhub"
 
@@ -50,4 +51,20 @@ def vendhub_unload(hub: Hub) -> Awaitable[None] | None:
 
     :param hub: the hub; the integration's entities and services are removed afterwards
         by the hub itself.
+    """
+
+
+@hookspec(firstresult=True)
+def vendhub_notify_platform(platform: str) -> type[NotifyPlatform] | None:
+    """Return the class of notify platform ``platform`` if this integration provides it.
+
+    :param platform: the ``platform:`` of a target in the ``notify:`` block that is not built
+        in (``smtp``, ``webhook``, ``sms``, ``telegram`` and ``ntfy`` are, and cannot be
+        replaced).
+    Return a subclass of ``vendhub.notify.platform.NotifyPlatform`` (its ``OPTIONS`` validate
+    the target's options, its ``async_send`` delivers), or None for a name this integration
+    does not provide. The first class returned wins; the notify integration calls each
+    implementation on its own, so one that raises is logged and skipped. It asks while it
+    sets up, so the providing integration must be loaded: give it a block in
+    configuration.yaml (an empty one will do) or make it a dependency of a loaded one.
     """
