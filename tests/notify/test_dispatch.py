@@ -313,3 +313,17 @@ async def test_sent_event_carries_a_child_context(
 
     assert sent[0].context.parent_id == context.id
     assert sent[0].context.user_id == "user-1"
+
+
+async def test_log_platform_writes_the_notification_into_the_log(
+    hub: Hub, start_notify: StartNotify, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_notify({"targets": [{"name": "hub_log", "platform": "log"}]})
+    with caplog.at_level(logging.INFO, logger="vendhub.notifications"):
+        result = await hub.services.async_call(
+            "notify", "send", {"message": "Fridge warm", "title": "gym", "severity": "critical"}
+        )
+    assert result["targets"]["hub_log"]["status"] == "sent"
+    [record] = [r for r in caplog.records if r.name == "vendhub.notifications"]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == "[hub_log] gym: Fridge warm"

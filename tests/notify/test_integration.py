@@ -258,7 +258,7 @@ async def test_config_errors_point_at_file_and_line(tmp_path: Path) -> None:
     messages = sorted(str(issue) for issue in prepared.issues)
     assert messages == [
         "configuration.yaml:11: [notify > targets > 1 > platform] unknown notify platform, "
-        "got 'ntfi'; did you mean 'ntfy'? (built in: smtp, webhook, sms, telegram, ntfy)",
+        "got 'ntfi'; did you mean 'ntfy'? (built in: smtp, webhook, sms, telegram, ntfy, log)",
         "configuration.yaml:16: [notify > targets > 2] unknown key 'secrets', did you mean "
         "'secret'?",
         "configuration.yaml:9: [notify > targets > 0 > tls] got both 'tls: true' and "

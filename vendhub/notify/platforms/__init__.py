@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from vendhub.notify.platform import NotifyPlatform
+from vendhub.notify.platforms.log import LogPlatform
 from vendhub.notify.platforms.ntfy import NtfyPlatform
 from vendhub.notify.platforms.sms import SmsPlatform
 from vendhub.notify.platforms.smtp import SmtpPlatform
@@ -19,7 +20,14 @@ _LOGGER = logging.getLogger(__name__)
 
 BUILTIN_PLATFORMS: dict[str, type[NotifyPlatform]] = {
     cls.platform: cls
-    for cls in (SmtpPlatform, WebhookPlatform, SmsPlatform, TelegramPlatform, NtfyPlatform)
+    for cls in (
+        SmtpPlatform,
+        WebhookPlatform,
+        SmsPlatform,
+        TelegramPlatform,
+        NtfyPlatform,
+        LogPlatform,
+    )
 }
 
 
@@ -54,6 +62,7 @@ def plugin_platform(
 
 __all__ = [
     "BUILTIN_PLATFORMS",
+    "LogPlatform",
     "NtfyPlatform",
     "SmsPlatform",
     "SmtpPlatform",
