@@ -10,13 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import voluptuous as vol
+
 from vendhub.config import load_configuration, validate_core
+from vendhub.config import validators as cv
 from vendhub.config.errors import ConfigError, ConfigIssue
 from vendhub.const import __version__
+from vendhub.core.errors import InvalidServiceData
 from vendhub.core.hub import CoreConfig, Hub
+from vendhub.core.services import ServiceCall
 from vendhub.plugins.discovery import Discovery, discover_integrations
 from vendhub.plugins.manager import IntegrationManager, SetupReport
 from vendhub.plugins.plan import IntegrationPlan, plan_integrations
+from vendhub.plugins.reload import async_reload_configuration
 from vendhub.registry import async_load_registries
 from vendhub.util.heap import freeze_startup_heap
 
@@ -76,6 +82,7 @@ async def async_setup_and_start(
     await async_load_registries(hub)
     kwargs: dict[str, Any] = {} if setup_timeout is None else {"setup_timeout": setup_timeout}
     manager = IntegrationManager(hub, prepared.plan, **kwargs)
+    register_core_services(hub)
     report = await manager.async_setup_all()
     await hub.async_start()
     freeze_startup_heap()
@@ -123,6 +130,26 @@ def _log_running(hub: Hub, prepared: PreparedConfig, report: SetupReport, starte
         len(hub.states),
         time.monotonic() - started,
         prepared.config_dir,
+    )
+
+
+def register_core_services(hub: Hub) -> None:
+    """``vendhub.reload``: re-read the YAML and reload what changed, nothing if it is invalid."""
+
+    async def reload(call: ServiceCall) -> dict[str, Any]:
+        """Reload the loaded integrations whose configuration changed."""
+        try:
+            report = await async_reload_configuration(hub, call.data.get("domains"))
+        except ConfigError as error:
+            _LOGGER.error("Configuration not reloaded; nothing changed:\n%s", error)
+            raise InvalidServiceData("vendhub", "reload", f"nothing changed:\n{error}") from None
+        return report.as_dict()
+
+    hub.services.async_register(
+        "vendhub",
+        "reload",
+        reload,
+        vol.Schema({vol.Optional("domains"): vol.All(cv.ensure_list, [cv.slug])}),
     )
 
 

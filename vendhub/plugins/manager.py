@@ -150,6 +150,16 @@ class IntegrationManager:
         _LOGGER.info("Unloaded %s", domain)
         return True
 
+    async def async_reload(self, domain: str, config: Any) -> bool:
+        """Unload ``domain`` and set it up again with ``config``; True when it is loaded after."""
+        await self.async_unload(domain)
+        self.plan.configs[domain] = config
+        if domain in self.report.loaded:
+            self.report.loaded.remove(domain)
+        self.report.failed.pop(domain, None)
+        await self._async_setup_one(domain)
+        return domain in self._unload_order
+
     async def _remove_owned(self, domain: str) -> None:
         await async_remove_entities(self.hub, domain)
         self.hub.services.async_remove_domain(domain)

@@ -150,6 +150,14 @@ def _with_dependencies(
     return [domain for domain in needed if domain not in plan.excluded]
 
 
+def validate_integration_config(plan: IntegrationPlan, domain: str, block: Any) -> Any:
+    """Validate ``block`` with the schema of the planned integration ``domain``.
+
+    Raises ConfigError with located issues; used again when the configuration is reloaded.
+    """
+    return _validate_block(plan, plan.integrations[domain], domain, block)
+
+
 def _validate_block(
     plan: IntegrationPlan, integration: Integration, domain: str, block: Any
 ) -> Any:
