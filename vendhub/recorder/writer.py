@@ -460,15 +460,9 @@ class RecorderWriter(threading.Thread):
         )
 
     def _new_metadata_id(self, connection: Connection, entity_id: str) -> int:
-        found = connection.execute(
-            select(StatesMeta.metadata_id).where(StatesMeta.entity_id == entity_id)
-        ).scalar()
-        if found is None:
-            found = connection.execute(
-                insert(StatesMeta).values(entity_id=entity_id)
-            ).inserted_primary_key[0]
+        found = _find_or_insert(connection, StatesMeta.metadata_id, StatesMeta.entity_id, entity_id)
         self._metadata_ids[entity_id] = found
-        return int(found)
+        return found
 
     def _attributes_id(self, connection: Connection, attributes: Any) -> int:
         cached = self._attributes_by_object.get(id(attributes))
@@ -524,15 +518,11 @@ class RecorderWriter(threading.Thread):
         connection.execute(insert(Events), rows)
 
     def _new_event_type_id(self, connection: Connection, event_type: str) -> int:
-        found = connection.execute(
-            select(EventTypes.event_type_id).where(EventTypes.event_type == event_type)
-        ).scalar()
-        if found is None:
-            found = connection.execute(
-                insert(EventTypes).values(event_type=event_type)
-            ).inserted_primary_key[0]
+        found = _find_or_insert(
+            connection, EventTypes.event_type_id, EventTypes.event_type, event_type
+        )
         self._event_type_ids[event_type] = found
-        return int(found)
+        return found
 
     # ---- money ---------------------------------------------------------------------------
 
@@ -781,6 +771,16 @@ class RecorderWriter(threading.Thread):
         for job in self._jobs:
             job.done(RuntimeError("the recorder stopped before the job ran"))
         self._jobs.clear()
+
+
+def _find_or_insert(connection: Connection, id_column: Any, name_column: Any, name: str) -> int:
+    """The id of the row whose ``name_column`` is ``name``, inserting the row if it is new."""
+    found = connection.execute(select(id_column).where(name_column == name)).scalar()
+    if found is None:
+        found = connection.execute(
+            insert(name_column.table).values({name_column.key: name})
+        ).inserted_primary_key[0]
+    return int(found)
 
 
 def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
