@@ -22,7 +22,9 @@ from typing import NoReturn
 import pytest
 from sqlalchemy import URL, Engine, NullPool, create_engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
+from tests.recorder.helpers import RecorderRows
 from vendhub.recorder.engine import (
     describe_connection_error,
     make_engine,
@@ -237,3 +239,16 @@ def schema_engine(shared_schema_engine: Engine) -> Iterator[Engine]:
     """
     yield shared_schema_engine
     delete_all_rows(shared_schema_engine)
+
+
+@pytest.fixture
+def session(migrated_engine: Engine) -> Iterator[Session]:
+    """An ORM session on a migrated, empty database of the current backend."""
+    with Session(migrated_engine) as session:
+        yield session
+
+
+@pytest.fixture
+def rows(session: Session) -> RecorderRows:
+    """Helpers that insert realistic recorder rows through ``session``."""
+    return RecorderRows(session)

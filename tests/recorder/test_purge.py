@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -45,17 +44,6 @@ NEVER_PURGED = (
     SensorStatistic,
     StatisticsRun,
 )
-
-
-@pytest.fixture
-def session(migrated_engine: Engine) -> Iterator[Session]:
-    with Session(migrated_engine) as session:
-        yield session
-
-
-@pytest.fixture
-def rows(session: Session) -> RecorderRows:
-    return RecorderRows(session)
 
 
 def compile_all(session: Session, now_ts: float) -> None:

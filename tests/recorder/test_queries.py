@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from tests.recorder.helpers import RecorderRows, ts, utc
@@ -22,18 +20,6 @@ from vendhub.recorder.queries import (
     transactions,
 )
 from vendhub.recorder.statistics import compile_period
-
-
-@pytest.fixture
-def session(migrated_engine: Engine) -> Iterator[Session]:
-    with Session(migrated_engine) as session:
-        yield session
-
-
-@pytest.fixture
-def rows(session: Session) -> RecorderRows:
-    return RecorderRows(session)
-
 
 # ---- state history -------------------------------------------------------------------------------
 

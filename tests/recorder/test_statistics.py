@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tests.recorder.helpers import RecorderRows, count_rows, ts, utc
@@ -36,17 +35,6 @@ HOUR = 3600.0
 # Berlin's 2024-03-31 ran from 2024-03-30T23:00Z (CET) to 2024-03-31T22:00Z (CEST): 23 hours.
 DST_DAY_START = ts("2024-03-30T23:00:00")
 DST_DAY_END = ts("2024-03-31T22:00:00")
-
-
-@pytest.fixture
-def session(migrated_engine: Engine) -> Iterator[Session]:
-    with Session(migrated_engine) as session:
-        yield session
-
-
-@pytest.fixture
-def rows(session: Session) -> RecorderRows:
-    return RecorderRows(session)
 
 
 def utc_of(timestamp: float) -> datetime:
