@@ -36,11 +36,11 @@ async def test_low_stock_in_the_demo_raises_an_alarm_and_emails_the_driver(
     try:
         assert report.failed == {}
         assert "automation" in report.loaded
-        # Orange juice in lobby_1 A3 starts at 5 of 8; sell until it is down to 2 or fewer.
+        # Orange juice in lobby_1 A3 starts at 5 of 8 (par 2); sell until it is below par.
         for _ in range(20):
             state = hub.states.get("slot.lobby_1_a3")
             assert state is not None
-            if int(state.state) <= 2:
+            if int(state.state) < state.attributes["par_level"]:
                 break
             await hub.services.async_call(
                 "simulator", "vend", {"machine_id": "lobby_1", "slot": "A3"}

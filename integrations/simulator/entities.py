@@ -113,7 +113,14 @@ class SlotEntity(MachineEntityBase):
     _attr_icon = "mdi:tray"
 
     def __init__(
-        self, info: MachineInfo, code: str, product: str, price: int, capacity: int, stock: int
+        self,
+        info: MachineInfo,
+        code: str,
+        product: str,
+        price: int,
+        capacity: int,
+        stock: int,
+        par: int,
     ) -> None:
         object_id = f"{info.machine_id}_{code.lower()}"
         super().__init__(info, object_id, f"{info.name} {code}", object_id)
@@ -121,6 +128,7 @@ class SlotEntity(MachineEntityBase):
         self.product = product
         self.price = price
         self.capacity = capacity
+        self.par = par
         self.locked = False
         self._attr_state = stock
 
@@ -141,6 +149,7 @@ class SlotEntity(MachineEntityBase):
             "product": self.product,
             "price": self.price,
             "capacity": self.capacity,
+            "par_level": self.par,
             "currency": self.info.currency,
             "locked": self.locked,
         }

@@ -139,7 +139,15 @@ class SimulatorRuntime:
         return MachineEntities(
             machine=MachineEntity(info),
             slots={
-                code: SlotEntity(info, code, slot.product, slot.price, slot.capacity, slot.stock)
+                code: SlotEntity(
+                    info,
+                    code,
+                    slot.product,
+                    slot.price,
+                    slot.capacity,
+                    slot.stock,
+                    spec["slots"][code].get("par", max(1, slot.capacity // 4)),
+                )
                 for code, slot in machine.slots.items()
             },
             door=DoorSensor(info, machine.door_open),

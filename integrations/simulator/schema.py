@@ -106,12 +106,14 @@ SLOT_SCHEMA = vol.Schema(
         vol.Required("price"): money_minor_units,
         vol.Required("capacity"): positive_int,
         vol.Optional("stock"): non_negative_int,
+        # Restock when the stock falls below this (default: a quarter of the capacity, min 1).
+        vol.Optional("par"): non_negative_int,
     }
 )
 
 
 def _check_slots(slots: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Fill the stock in (a full slot by default), refuse stock over capacity and clashes."""
+    """Fill stock and par in (full; a quarter of the capacity), refuse them over capacity."""
     seen: dict[str, str] = {}
     result = {}
     for code, slot in slots.items():
@@ -128,7 +130,13 @@ def _check_slots(slots: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 f"slot {code}: stock may be at most its capacity {slot['capacity']}, got {stock}",
                 path=[code, "stock"],
             )
-        result[code] = {**slot, "stock": stock}
+        par = slot.get("par", max(1, slot["capacity"] // 4))
+        if par > slot["capacity"]:
+            raise vol.Invalid(
+                f"slot {code}: par may be at most its capacity {slot['capacity']}, got {par}",
+                path=[code, "par"],
+            )
+        result[code] = {**slot, "stock": stock, "par": par}
     return result
 
 

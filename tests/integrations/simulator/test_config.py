@@ -52,6 +52,7 @@ def test_defaults() -> None:
         "price": 150,
         "capacity": 10,
         "stock": 10,  # a full slot unless told otherwise
+        "par": 2,  # a quarter of the capacity unless told otherwise
     }
 
 
@@ -181,3 +182,19 @@ def test_errors_point_at_the_line_in_configuration_yaml(tmp_path: Path) -> None:
 
 def test_the_schema_is_a_voluptuous_schema() -> None:
     assert isinstance(vendhub_config_schema(), vol.Schema)
+
+
+def test_par_above_capacity_is_refused() -> None:
+    from vendhub_integrations.simulator import vendhub_config_schema
+
+    with pytest.raises(vol.Invalid, match="par may be at most its capacity 4, got 5"):
+        vendhub_config_schema()(
+            {
+                "machines": [
+                    {
+                        "id": "m",
+                        "slots": {"A1": {"product": "Cola", "price": 100, "capacity": 4, "par": 5}},
+                    }
+                ]
+            }
+        )
