@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vendhub.helpers.entity_platform import async_add_entities
+from vendhub.machine.virtual import UnknownSlot, VirtualMachine
 from vendhub.util.dt import utcnow
 
 from .activity import ActivitySummary
@@ -27,7 +28,6 @@ from .entities import (
     TemperatureSensor,
 )
 from .link import MachineLink
-from .machine import UnknownSlot, VirtualMachine
 from .schema import CONF_FLEET, CONF_MACHINES
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ import voluptuous as vol
 
 from vendhub.config.validators import boolean, slug, string
 from vendhub.core.errors import InvalidServiceData
+from vendhub.machine.virtual import PAYMENT_METHODS, UnknownSlot, VirtualMachine
 
 from .const import (
     DOMAIN,
@@ -16,7 +17,6 @@ from .const import (
     SERVICE_SET_DOOR,
     SERVICE_VEND,
 )
-from .machine import PAYMENT_METHODS, UnknownSlot, VirtualMachine
 from .runtime import UnknownMachine
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vendhub_integrations.simulator.machine import (
+from vendhub.machine.virtual import (
     DEFAULT_DAILY_CURVE,
     UnknownSlot,
     VirtualMachine,
@@ -260,7 +260,7 @@ def test_invalid_model_parameters_are_refused() -> None:
 def test_live_machines_stamp_messages_with_the_wall_clock() -> None:
     from datetime import UTC, datetime
 
-    from vendhub_integrations.simulator.machine import VirtualMachine
+    from vendhub.machine.virtual import VirtualMachine
 
     start = datetime(2024, 5, 6, tzinfo=UTC)
     slots = {"A1": {"product": "Cola", "price": 150, "capacity": 10}}
