@@ -41,9 +41,16 @@ _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DATA_RECORDER = "recorder"
-# Events that are about the recorder or the hub's own wiring, not about the fleet.
+# Events that are about the recorder, the hub's own wiring or the transport, not about the
+# fleet (what an MQTT message means is recorded as the states and events it causes).
 NEVER_RECORDED = frozenset(
-    {EVENT_MONEY_RECORDED, "service_registered", "service_removed", "integration_loaded"}
+    {
+        EVENT_MONEY_RECORDED,
+        "service_registered",
+        "service_removed",
+        "integration_loaded",
+        "mqtt_message_received",
+    }
 )
 
 
