@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import voluptuous as vol
 
-import vendhub.automation.template as template_module
+import vendhub.automation.template_helpers as template_helpers
 from vendhub.automation.conditions import (
     CONDITION_SCHEMA,
     CONDITIONS_SCHEMA,
@@ -34,7 +34,7 @@ def set_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
     """Make the hub clock that conditions read (``template.hub_now``) return ``moment``."""
 
     def set_to(moment: datetime) -> None:
-        monkeypatch.setattr(template_module, "utcnow", lambda: moment)
+        monkeypatch.setattr(template_helpers, "utcnow", lambda: moment)
 
     return set_to
 

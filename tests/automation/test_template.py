@@ -13,6 +13,7 @@ import pytest
 import voluptuous as vol
 
 import vendhub.automation.template as template_module
+import vendhub.automation.template_helpers as template_helpers
 from vendhub.automation.template import (
     MAX_OUTPUT_CHARS,
     RenderInfo,
@@ -35,7 +36,7 @@ def set_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
     """Make the template clock (``now()``, ``utcnow()``, time conditions) read ``moment``."""
 
     def set_to(moment: datetime) -> None:
-        monkeypatch.setattr(template_module, "utcnow", lambda: moment)
+        monkeypatch.setattr(template_helpers, "utcnow", lambda: moment)
 
     return set_to
 

@@ -2,8 +2,9 @@
 
 Each hub has one ``TemplateEnvironment`` (an ``ImmutableSandboxedEnvironment``) that caches
 compiled templates by source. ``Template`` is what configuration holds; it renders through
-the environment of the hub it is attached to. While a template renders, every entity (or
-domain, or the whole state machine) it reads is noted, so ``async_track_template_result``
+the environment of the hub it is attached to. What templates see of the hub lives in
+``template_helpers``; while a template renders, every entity (or domain, or the whole state
+machine) it reads is noted there, so ``async_track_template_result`` (``template_tracking``)
 can render it again only when one of those changes.
 
 Rendering is bounded: a template that runs longer than ``MAX_RENDER_SECONDS`` or produces
@@ -15,20 +16,14 @@ template and the line in it.
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import logging
-import math
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import lru_cache, wraps
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 import voluptuous as vol
@@ -37,21 +32,37 @@ from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
+from vendhub.automation.template_helpers import (
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_SECONDS,
+    _active_render,
+    _AllStates,
+    _check_deadline,
+    _check_size,
+    _HubHelpers,
+    _is_number,
+    _multiply,
+    _parse_result,
+    _refuse_large,
+    _relative_time,
+    _RenderLimitExceeded,
+    _RenderScope,
+    _round,
+    _to_float,
+    _to_int,
+    hub_now,
+    hub_time_zone,
+    is_template_string,
+    result_as_boolean,
+)
 from vendhub.config.validators import describe_value
-from vendhub.const import EVENT_STATE_CHANGED
 from vendhub.core.errors import VendHubError
-from vendhub.core.events import Event, Unsubscribe
-from vendhub.core.states import State
-from vendhub.core.timers import async_track_state_change
-from vendhub.util.dt import UTC, utcnow
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_RENDER_SECONDS: Final = 1.0
-MAX_OUTPUT_CHARS: Final = 256 * 1024
 # Integers a template may compute with ``**`` stay below this many bits.
 MAX_POWER_BITS: Final = 100_000
 # A cache of compiled templates per environment, oldest dropped first.
@@ -88,421 +99,12 @@ class TemplateError(VendHubError):
         return f"template '{self.template_name}'{where}: {self.message}"
 
 
-class _RenderLimitExceeded(Exception):
-    """Raised inside a render that ran too long or grew too large (becomes a TemplateError)."""
-
-
 class _OutputLimitExceeded(Exception):
     """The rendered text grew past the limit at ``line`` of the template."""
 
     def __init__(self, message: str, line: int | None) -> None:
         super().__init__(message)
         self.line = line
-
-
-# ---- the state of one render --------------------------------------------------------------
-
-
-@dataclass
-class _RenderScope:
-    """What one render may spend and what it read."""
-
-    deadline: float
-    entities: set[str] = field(default_factory=set)
-    domains: set[str] = field(default_factory=set)
-    all_states: bool = False
-
-    def check_deadline(self) -> None:
-        if time.perf_counter() > self.deadline:
-            raise _RenderLimitExceeded(
-                f"rendering took longer than {MAX_RENDER_SECONDS:g} s and was stopped"
-            )
-
-
-_active_render: ContextVar[_RenderScope | None] = ContextVar(
-    "vendhub_template_render", default=None
-)
-
-
-def _check_deadline() -> None:
-    scope = _active_render.get()
-    if scope is not None:
-        scope.check_deadline()
-
-
-def _note_entity(entity_id: str) -> None:
-    scope = _active_render.get()
-    if scope is not None:
-        scope.entities.add(entity_id)
-
-
-def _note_domain(domain: str) -> None:
-    scope = _active_render.get()
-    if scope is not None:
-        scope.domains.add(domain)
-
-
-def _note_all_states() -> None:
-    scope = _active_render.get()
-    if scope is not None:
-        scope.all_states = True
-
-
-def _check_size(value: Any) -> Any:
-    """Refuse a string or collection larger than the output limit; return ``value``."""
-    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset) and (
-        len(value) > MAX_OUTPUT_CHARS
-    ):
-        raise _RenderLimitExceeded(
-            f"a value of {len(value)} items is larger than the limit of {MAX_OUTPUT_CHARS}"
-        )
-    return value
-
-
-def _refuse_large(expected_size: float, what: str) -> None:
-    if expected_size > MAX_OUTPUT_CHARS:
-        raise _RenderLimitExceeded(
-            f"{what} would make {expected_size:.0f} characters, more than the limit of "
-            f"{MAX_OUTPUT_CHARS}"
-        )
-
-
-# ---- time -----------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        _LOGGER.warning("Unknown time zone %r; templates use UTC", name)
-        return ZoneInfo("UTC")
-
-
-def hub_time_zone(hub: Hub | None) -> ZoneInfo:
-    """The hub's configured time zone (UTC without a hub)."""
-    return _zone(hub.config.time_zone if hub is not None else "UTC")
-
-
-def hub_now(hub: Hub | None) -> datetime:
-    """The current time in the hub's time zone.
-
-    Templates' ``now()`` and the time condition read the clock here; tests control it by
-    replacing ``vendhub.automation.template.utcnow``.
-    """
-    return utcnow().astimezone(hub_time_zone(hub))
-
-
-# ---- values ---------------------------------------------------------------------------------
-
-
-def _parse_result(text: str) -> Any:
-    """A Python literal (number, bool, list, dict, None) as that value, anything else as text."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
-    if value is None or isinstance(value, bool | list | dict):
-        return value
-    if isinstance(value, int | float):
-        # "007", "1_000" and "+5" stay text: they do not read back the way they were written.
-        return value if _NUMBER_TEXT.fullmatch(text) else text
-    return text
-
-
-def result_as_boolean(value: Any) -> bool:
-    """A rendered result as a truth value: true/yes/on/enable and non-zero numbers are true."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value != 0
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "yes", "on", "enable"):
-            return True
-        try:
-            return float(text) != 0
-        except ValueError:
-            return False
-    return False
-
-
-def is_template_string(value: str) -> bool:
-    """Whether ``value`` contains template markup ({{, {% or {#)."""
-    return _TEMPLATE_MARKERS.search(value) is not None
-
-
-def _invalid_input(helper: str, value: Any) -> ValueError:
-    return ValueError(
-        f"{helper}() got {describe_value(value)}, which it cannot convert; "
-        f"give a default, e.g. {helper}(value, 0)"
-    )
-
-
-def _to_float(value: Any, default: Any = _MISSING) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        if default is _MISSING:
-            raise _invalid_input("float", value) from None
-        return default
-
-
-def _to_int(value: Any, default: Any = _MISSING, base: int = 10) -> Any:
-    try:
-        if isinstance(value, str) and base != 10:
-            return int(value, base)
-        return int(float(value)) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError, OverflowError):
-        if default is _MISSING:
-            raise _invalid_input("int", value) from None
-        return default
-
-
-def _round(value: Any, precision: int = 0, method: str = "common", default: Any = _MISSING) -> Any:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        if default is _MISSING:
-            raise _invalid_input("round", value) from None
-        return default
-    if method == "ceil":
-        factor = 10**precision
-        rounded = math.ceil(number * factor) / factor
-    elif method == "floor":
-        factor = 10**precision
-        rounded = math.floor(number * factor) / factor
-    elif method == "common":
-        rounded = round(number, precision)
-    else:
-        raise ValueError(f"round() method must be 'common', 'ceil' or 'floor', got {method!r}")
-    return int(rounded) if precision == 0 else rounded
-
-
-def _multiply(value: Any, factor: Any, default: Any = _MISSING) -> Any:
-    try:
-        return float(value) * float(factor)
-    except (TypeError, ValueError):
-        if default is _MISSING:
-            raise _invalid_input("multiply", value) from None
-        return default
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _relative_time(value: Any) -> Any:
-    """How long ago ``value`` was, in its largest unit ("5 minutes"); other values as given."""
-    if not isinstance(value, datetime):
-        return value
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    seconds = (utcnow() - moment).total_seconds()
-    if seconds < 0:
-        return value
-    for unit, size in (
-        ("year", 365 * 86400),
-        ("month", 30 * 86400),
-        ("day", 86400),
-        ("hour", 3600),
-        ("minute", 60),
-    ):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    count = int(seconds)
-    return f"{count} second{'s' if count != 1 else ''}"
-
-
-# ---- what templates see of the hub ------------------------------------------------------------
-
-
-def _is_helper_protocol_name(name: str) -> bool:
-    """Names Jinja and Python probe objects for, which are never a domain or object id."""
-    return name.startswith("_") or name.startswith("jinja_")
-
-
-class _DomainStates:
-    """``states.<domain>``: ``.object_id`` gives a State (or None); iterating reads the domain."""
-
-    __slots__ = ("_domain", "_hub")
-    # The sandbox asks every callable and value these; answer them without a state lookup.
-    unsafe_callable = False
-    alters_data = False
-
-    def __init__(self, hub: Hub | None, domain: str) -> None:
-        self._hub = hub
-        self._domain = domain
-
-    def __getattr__(self, object_id: str) -> State | None:
-        if _is_helper_protocol_name(object_id):
-            raise AttributeError(object_id)
-        entity_id = f"{self._domain}.{object_id}"
-        _note_entity(entity_id)
-        return self._hub.states.get(entity_id) if self._hub is not None else None
-
-    __getitem__ = __getattr__
-
-    def __iter__(self) -> Iterator[State]:
-        _note_domain(self._domain)
-        if self._hub is None:
-            return iter(())
-        found = self._hub.states.async_all(self._domain)
-        return iter(sorted(found, key=lambda state: state.entity_id))
-
-    def __len__(self) -> int:
-        _note_domain(self._domain)
-        return len(self._hub.states.async_entity_ids(self._domain)) if self._hub else 0
-
-    def __repr__(self) -> str:
-        return f"<states of domain {self._domain}>"
-
-
-class _AllStates:
-    """``states``: call it with an entity id for its state, or reach ``states.<domain>``."""
-
-    __slots__ = ("_hub",)
-    unsafe_callable = False
-    alters_data = False
-
-    def __init__(self, hub: Hub | None) -> None:
-        self._hub = hub
-
-    def __call__(self, entity_id: str) -> str:
-        entity_id = str(entity_id)
-        _note_entity(entity_id)
-        state = self._hub.states.get(entity_id) if self._hub is not None else None
-        return state.state if state is not None else "unknown"
-
-    def __getattr__(self, domain: str) -> _DomainStates:
-        if _is_helper_protocol_name(domain):
-            raise AttributeError(domain)
-        return _DomainStates(self._hub, domain)
-
-    __getitem__ = __getattr__
-
-    def __iter__(self) -> Iterator[State]:
-        _note_all_states()
-        if self._hub is None:
-            return iter(())
-        return iter(sorted(self._hub.states.async_all(), key=lambda state: state.entity_id))
-
-    def __len__(self) -> int:
-        _note_all_states()
-        return len(self._hub.states) if self._hub is not None else 0
-
-    def __repr__(self) -> str:
-        return "<all states>"
-
-
-class _HubHelpers:
-    """The functions templates call; each notes the entities it reads."""
-
-    def __init__(self, hub: Hub | None) -> None:
-        self._hub = hub
-
-    def _state(self, entity_id: Any) -> State | None:
-        entity_id = str(entity_id)
-        _note_entity(entity_id)
-        return self._hub.states.get(entity_id) if self._hub is not None else None
-
-    def state_attr(self, entity_id: Any, name: Any) -> Any:
-        state = self._state(entity_id)
-        return state.attributes.get(name) if state is not None else None
-
-    def is_state(self, entity_id: Any, value: Any) -> bool:
-        state = self._state(entity_id)
-        if state is None:
-            return False
-        if isinstance(value, list | tuple | set | frozenset):
-            return state.state in {str(item) for item in value}
-        return state.state == str(value)
-
-    def is_state_attr(self, entity_id: Any, name: Any, value: Any) -> bool:
-        state = self._state(entity_id)
-        return state is not None and name in state.attributes and state.attributes[name] == value
-
-    def has_value(self, entity_id: Any) -> bool:
-        state = self._state(entity_id)
-        return state is not None and state.state not in _NO_STATE_VALUES
-
-    def now(self) -> datetime:
-        return hub_now(self._hub)
-
-    def utcnow(self) -> datetime:
-        return utcnow()
-
-    def _aware(self, moment: datetime) -> datetime:
-        """A naive moment is read in the hub's time zone."""
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=hub_time_zone(self._hub))
-        return moment
-
-    def as_datetime(self, value: Any, default: Any = _MISSING) -> Any:
-        if isinstance(value, datetime):
-            return self._aware(value)
-        try:
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return datetime.fromtimestamp(value, UTC)
-            text = str(value).strip()
-            if _NUMBER_TEXT.fullmatch(text):
-                return datetime.fromtimestamp(float(text), UTC)
-            return self._aware(datetime.fromisoformat(text))
-        except (ValueError, OverflowError, OSError):
-            if default is _MISSING:
-                raise _invalid_input("as_datetime", value) from None
-            return default
-
-    def as_timestamp(self, value: Any, default: Any = _MISSING) -> Any:
-        moment = self.as_datetime(value, None)
-        if moment is None:
-            if default is _MISSING:
-                raise _invalid_input("as_timestamp", value)
-            return default
-        return moment.timestamp()
-
-    def timestamp_local(self, value: Any, default: Any = _MISSING) -> Any:
-        moment = self.as_datetime(value, None)
-        if moment is None:
-            if default is _MISSING:
-                raise _invalid_input("timestamp_local", value)
-            return default
-        return moment.astimezone(hub_time_zone(self._hub)).isoformat()
-
-    def timestamp_utc(self, value: Any, default: Any = _MISSING) -> Any:
-        moment = self.as_datetime(value, None)
-        if moment is None:
-            if default is _MISSING:
-                raise _invalid_input("timestamp_utc", value)
-            return default
-        return moment.astimezone(UTC).isoformat()
-
-    def machine(self, machine_id: Any) -> dict[str, Any] | None:
-        state = self._state(f"machine.{machine_id}")
-        if state is None:
-            return None
-        return {
-            "machine_id": str(machine_id),
-            "entity_id": state.entity_id,
-            "state": state.state,
-            "online": state.state == "online",
-            "attributes": dict(state.attributes),
-            "last_changed": state.last_changed,
-        }
-
-    def stock(self, machine_id: Any, slot: Any) -> int | None:
-        state = self._state(f"slot.{machine_id}_{str(slot).lower()}")
-        if state is None:
-            return None
-        try:
-            return int(float(state.state))
-        except ValueError:
-            return None
 
 
 # ---- the sandbox ----------------------------------------------------------------------------
@@ -795,14 +397,14 @@ class Template:
         comes back as that value, anything else as text. Raises TemplateError."""
         if self.is_static:
             return _parse_result(self.source.strip()) if parse_result else self.source
-        text = self._render_text(variables, _RenderScope(self._deadline()))
+        text = self._render_text(variables, _RenderScope.starting_now(MAX_RENDER_SECONDS))
         return _parse_result(text) if parse_result else text
 
     def async_render_with_info(
         self, variables: Mapping[str, Any] | None = None, *, parse_result: bool = True
     ) -> RenderInfo:
         """Render and report the entities and domains read; an error is returned, not raised."""
-        scope = _RenderScope(self._deadline())
+        scope = _RenderScope.starting_now(MAX_RENDER_SECONDS)
         try:
             if self.is_static:
                 text = self.source.strip() if parse_result else self.source
@@ -816,10 +418,6 @@ class Template:
         return RenderInfo(
             result, frozenset(scope.entities), frozenset(scope.domains), scope.all_states
         )
-
-    @staticmethod
-    def _deadline() -> float:
-        return time.perf_counter() + MAX_RENDER_SECONDS
 
     def _render_text(self, variables: Mapping[str, Any] | None, scope: _RenderScope) -> str:
         compiled = self._compiled()
@@ -919,133 +517,11 @@ def template_validator(value: Any) -> Template:
     return template
 
 
-# ---- re-render when what a template read changes -----------------------------------------------
-
-
-class TemplateResultTracker:
-    """Renders a template whenever an entity its last render read changes.
-
-    Calling the tracker (it is the ``Unsubscribe`` that ``async_track_template_result``
-    returns) stops it. ``result`` is the latest good result, ``info`` the latest render.
-    """
-
-    def __init__(
-        self,
-        hub: Hub,
-        template: Template,
-        action: Callable[[Any, Any], Any],
-        variables: Mapping[str, Any] | None,
-        on_error: Callable[[TemplateError], Any] | None,
-    ) -> None:
-        if template.hub is None:
-            template.attach(hub)
-        self.hub = hub
-        self.template = template
-        self.action = action
-        self.variables = variables
-        self.on_error = on_error
-        self.result: Any = None
-        self.info: RenderInfo | None = None
-        self.renders = 0
-        self._unsubscribe_listeners: Unsubscribe | None = None
-        self._listening_to: tuple[frozenset[str], frozenset[str], bool] | None = None
-        self._stopped = False
-
-    def async_start(self) -> None:
-        """Render for the first time and listen to what it read (no action is called)."""
-        info = self._render()
-        if info.error is None:
-            self.result = info.result
-
-    def async_refresh(self) -> None:
-        """Render again now (e.g. because time passed) and call the action on a change."""
-        if self._stopped:
-            return
-        info = self._render()
-        if info.error is not None or info.result == self.result:
-            return
-        old, self.result = self.result, info.result
-        self._call_action(info.result, old)
-
-    def _render(self) -> RenderInfo:
-        self.renders += 1
-        info = self.template.async_render_with_info(self.variables)
-        self.info = info
-        self._listen_to(info)
-        if info.error is not None:
-            self._report(info.error)
-        return info
-
-    def _report(self, error: TemplateError) -> None:
-        if self.on_error is None:
-            _LOGGER.error("Error rendering %s", error)
-            return
-        try:
-            self.on_error(error)
-        except Exception:
-            _LOGGER.exception("Error handler of template %s failed", self.template.name)
-
-    def _call_action(self, new: Any, old: Any) -> None:
-        try:
-            outcome = self.action(new, old)
-            if asyncio.iscoroutine(outcome):
-                self.hub.async_create_task(outcome, name=f"template {self.template.name} changed")
-        except Exception:
-            _LOGGER.exception("Action for template %s failed", self.template.name)
-
-    def _listen_to(self, info: RenderInfo) -> None:
-        wanted = (info.entities, info.domains, info.all_states)
-        if wanted == self._listening_to:
-            return
-        if self._unsubscribe_listeners is not None:
-            self._unsubscribe_listeners()
-            self._unsubscribe_listeners = None
-        self._listening_to = wanted
-        entities, domains, all_states = wanted
-        if all_states or domains:
-
-            def relevant(event: Event) -> bool:
-                entity_id: str = event.data["entity_id"]
-                return all_states or entity_id in entities or entity_id.partition(".")[0] in domains
-
-            self._unsubscribe_listeners = self.hub.bus.async_listen(
-                EVENT_STATE_CHANGED, self._on_state_changed, relevant
-            )
-        elif entities:
-            self._unsubscribe_listeners = async_track_state_change(
-                self.hub, entities, self._on_state_changed
-            )
-
-    def _on_state_changed(self, event: Event) -> None:
-        self.async_refresh()
-
-    def __call__(self) -> None:
-        """Stop listening."""
-        self._stopped = True
-        if self._unsubscribe_listeners is not None:
-            self._unsubscribe_listeners()
-            self._unsubscribe_listeners = None
-
-
-def async_track_template_result(
-    hub: Hub,
-    template: Template,
-    action: Callable[[Any, Any], Any],
-    variables: Mapping[str, Any] | None = None,
-    *,
-    on_error: Callable[[TemplateError], Any] | None = None,
-) -> TemplateResultTracker:
-    """Render ``template`` now, and again only when an entity the last render read changes
-    (any state, if it iterated ``states``; any of a domain, if it iterated ``states.<domain>``).
-
-    ``action(new_result, old_result)`` is called (a coroutine is run as a task) when the
-    result changes. A render error goes to ``on_error``, or to the log; the last good result
-    stays. Returns the tracker, which is the unsubscribe callable.
-    """
-    tracker = TemplateResultTracker(hub, template, action, variables, on_error)
-    tracker.async_start()
-    return tracker
-
+# Re-exported so ``vendhub.automation.template`` stays the one place to import from.
+from vendhub.automation.template_tracking import (  # noqa: E402
+    TemplateResultTracker,
+    async_track_template_result,
+)
 
 __all__ = [
     "MAX_OUTPUT_CHARS",
