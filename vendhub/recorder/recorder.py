@@ -23,14 +23,8 @@ from vendhub.const import (
 )
 from vendhub.core.timers import async_track_point_in_time, async_track_time_interval
 from vendhub.recorder.engine import default_db_url, make_engine, redact_url
-from vendhub.recorder.writer import (
-    MONEY_EVENTS,
-    Job,
-    MoneyRecord,
-    RecorderWriter,
-    WriterSettings,
-    WriterStats,
-)
+from vendhub.recorder.ledger import MONEY_EVENTS, MoneyRecord
+from vendhub.recorder.writer import Job, RecorderWriter, WriterSettings, WriterStats
 from vendhub.util.dt import utcnow
 
 if TYPE_CHECKING:

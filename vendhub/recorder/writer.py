@@ -23,38 +23,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from vendhub.const import (
-    EVENT_CASH_COLLECTED,
-    EVENT_STOCK_REFILLED,
-    EVENT_VEND_COMPLETED,
-    EVENT_VEND_FAILED,
-)
 from vendhub.core.events import Event, EventOrigin
-from vendhub.recorder.convert import context_id_to_bytes, timestamp_of, to_json
+from vendhub.recorder.convert import context_id_to_bytes, to_json
 from vendhub.recorder.engine import redact_url
+from vendhub.recorder.ledger import MoneyRecord, write_money_event
 from vendhub.recorder.models import (
-    CashCollection,
     Events,
     EventTypes,
-    Payment,
-    PaymentStatusChange,
     StateAttributes,
     StatesMeta,
-    StockLevel,
-    StockMovement,
-    VendTransaction,
 )
 
 _LOGGER = logging.getLogger(__name__)
 
-MONEY_EVENTS = frozenset(
-    {EVENT_VEND_COMPLETED, EVENT_VEND_FAILED, EVENT_CASH_COLLECTED, EVENT_STOCK_REFILLED}
-)
-DEFAULT_PAYMENT_PROVIDER = "machine"
 _ATTRIBUTE_CACHE_SIZE = 8192
 _ORIGINS = {EventOrigin.local: 0, EventOrigin.remote: 1}
 _DRAIN_LIMIT = 20_000  # items taken from the queue before the writer looks at its clock again
@@ -78,16 +63,6 @@ class Job:
         self.step = step
         self.done = done
         self.more = more
-
-
-@dataclass
-class MoneyRecord:
-    """What the writer tells the loop about one money event after its commit."""
-
-    event_type: str
-    machine_id: str
-    event_id: str
-    duplicate: bool
 
 
 @dataclass
@@ -534,7 +509,7 @@ class RecorderWriter(threading.Thread):
         try:
             with connection.begin():
                 for event in events:
-                    records.append(self._write_money_event(connection, event))
+                    records.append(write_money_event(connection, event))
         except (OperationalError, DBAPIError) as error:
             if isinstance(error, IntegrityError):
                 raise
@@ -546,164 +521,6 @@ class RecorderWriter(threading.Thread):
         self.stats.money_duplicates += len(records) - written
         self.stats.commits += 1
         self._on_money_recorded(records)
-
-    def _write_money_event(self, connection: Connection, event: Event) -> MoneyRecord:
-        data = event.data
-        machine_id = str(data["machine_id"])
-        event_id = str(data["event_id"])
-        record = MoneyRecord(event.event_type, machine_id, event_id, duplicate=True)
-        table = (
-            CashCollection
-            if event.event_type == EVENT_CASH_COLLECTED
-            else (StockMovement if event.event_type == EVENT_STOCK_REFILLED else VendTransaction)
-        )
-        exists = connection.execute(
-            select(table.id)
-            .where(table.machine_id == machine_id, table.source_event_id == event_id)
-            .limit(1)
-        ).first()
-        if exists is not None:
-            return record
-        record.duplicate = False
-        ts = timestamp_of(data.get("ts"), event.time_fired)
-        context_id = context_id_to_bytes(event.context.id)
-        if event.event_type == EVENT_CASH_COLLECTED:
-            connection.execute(
-                insert(CashCollection).values(
-                    machine_id=machine_id,
-                    source_event_id=event_id,
-                    amount=int(data["amount"]),
-                    currency=str(data["currency"]),
-                    collected_by=event.context.user_id,
-                    ts=ts,
-                    context_id=context_id,
-                )
-            )
-        elif event.event_type == EVENT_STOCK_REFILLED:
-            for slot_code, refill in data["slots"].items():
-                self._stock_movement(
-                    connection,
-                    machine_id,
-                    slot_code,
-                    refill.get("product"),
-                    "refill",
-                    int(refill["added"]),
-                    refill.get("stock"),
-                    event_id,
-                    event,
-                    ts,
-                )
-        else:
-            self._vend(connection, event, machine_id, event_id, ts, context_id)
-        return record
-
-    def _vend(
-        self,
-        connection: Connection,
-        event: Event,
-        machine_id: str,
-        event_id: str,
-        ts: float,
-        context_id: bytes | None,
-    ) -> None:
-        data = event.data
-        completed = event.event_type == EVENT_VEND_COMPLETED
-        now = time.time()
-        transaction_id = connection.execute(
-            insert(VendTransaction).values(
-                machine_id=machine_id,
-                source_event_id=event_id,
-                vend_id=data.get("vend_id"),
-                slot_code=str(data["slot"]),
-                product=data.get("product"),
-                price=int(data["price"]),
-                currency=str(data["currency"]),
-                outcome="completed" if completed else "failed",
-                failure_reason=data.get("reason"),
-                payment_method=data.get("payment_method"),
-                ts=ts,
-                recorded_ts=now,
-                context_id=context_id,
-            )
-        ).inserted_primary_key[0]
-        if not completed:
-            return
-        payment_id = connection.execute(
-            insert(Payment).values(
-                transaction_id=transaction_id,
-                machine_id=machine_id,
-                provider=str(data.get("payment_provider") or DEFAULT_PAYMENT_PROVIDER),
-                method=str(data.get("payment_method") or "unknown"),
-                amount=int(data["price"]),
-                currency=str(data["currency"]),
-                status="captured",
-                provider_reference=data.get("payment_reference"),
-                source_event_id=event_id,
-                created_ts=ts,
-                updated_ts=ts,
-                context_id=context_id,
-            )
-        ).inserted_primary_key[0]
-        connection.execute(
-            insert(PaymentStatusChange).values(payment_id=payment_id, status="captured", ts=ts)
-        )
-        self._stock_movement(
-            connection,
-            machine_id,
-            str(data["slot"]),
-            data.get("product"),
-            "vend",
-            -1,
-            data.get("stock"),
-            event_id,
-            event,
-            ts,
-        )
-
-    def _stock_movement(
-        self,
-        connection: Connection,
-        machine_id: str,
-        slot_code: str,
-        product: str | None,
-        kind: str,
-        quantity: int,
-        stock_after: int | None,
-        event_id: str,
-        event: Event,
-        ts: float,
-    ) -> None:
-        connection.execute(
-            insert(StockMovement).values(
-                machine_id=machine_id,
-                slot_code=slot_code,
-                product=product,
-                kind=kind,
-                quantity=quantity,
-                stock_after=stock_after,
-                source_event_id=event_id,
-                user_id=event.context.user_id,
-                ts=ts,
-                context_id=context_id_to_bytes(event.context.id),
-            )
-        )
-        if stock_after is None:
-            return
-        updated = connection.execute(
-            update(StockLevel)
-            .where(StockLevel.machine_id == machine_id, StockLevel.slot_code == slot_code)
-            .values(quantity=stock_after, product=product, updated_ts=ts)
-        ).rowcount
-        if not updated:
-            connection.execute(
-                insert(StockLevel).values(
-                    machine_id=machine_id,
-                    slot_code=slot_code,
-                    product=product,
-                    quantity=stock_after,
-                    updated_ts=ts,
-                )
-            )
 
     # ---- jobs --------------------------------------------------------------------------
 
