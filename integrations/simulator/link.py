@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
-
 from vendhub.const import (
     EVENT_CASH_COLLECTED,
     EVENT_MACHINE_OFFLINE,
@@ -27,7 +25,6 @@ from vendhub.const import (
     EVENT_VEND_STARTED,
 )
 from vendhub.core.context import Context
-from vendhub.core.services import describe_invalid
 
 from . import messages as msg
 from .const import DEDUP_WINDOW, OPEN_VENDS_LIMIT
@@ -145,9 +142,9 @@ class MachineLink:
             return False
         try:
             valid = msg.validate_message(message)
-        except vol.Invalid as error:
+        except msg.ProtocolError as error:
             stats.invalid += 1
-            self._log_invalid(machine_id, describe_invalid(error))
+            self._log_invalid(machine_id, str(error))
             return False
         kind = valid["type"]
         if kind == "event" and not self._recent[machine_id].add(valid["id"]):

@@ -75,11 +75,11 @@ def test_messages_have_unique_ids_increasing_seq_and_protocol_shape() -> None:
     assert stamps == sorted(stamps)
     assert stamps[0] >= START and stamps[-1] <= datetime(2024, 5, 6, 3, tzinfo=UTC)
     started = events(messages, "vend_started")[0]
-    assert set(started) == {"type", "id", "seq", "ts", "event", "data"}
+    assert set(started) == {"type", "v", "id", "seq", "ts", "event", "data"}
     assert set(started["data"]) == {"vend_id", "slot", "product", "price", "payment_method"}
     telemetry = [m for m in messages if m["type"] == "telemetry"]
     assert len(telemetry) == 180  # one a minute for three hours
-    assert set(telemetry[0]) == {"type", "seq", "ts", "readings"}
+    assert set(telemetry[0]) == {"type", "v", "seq", "ts", "readings"}
     assert set(telemetry[0]["readings"]) == {"temperature", "compressor"}
     # every vend_started is followed by its outcome with the same vend id
     for first, second in itertools.pairwise(messages):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from .protocol import PROTOCOL_VERSION
+
 # Sales per hour relative to the peak, hour 0 to 23: quiet nights, a morning rise,
 # the lunch peak at 12:00 and an evening peak at 18:00.
 DEFAULT_DAILY_CURVE: tuple[float, ...] = (
@@ -201,6 +203,7 @@ class VirtualMachine:
         self._seq += 1
         return {
             "type": "event",
+            "v": PROTOCOL_VERSION,
             "id": uuid.uuid4().hex,
             "seq": self._seq,
             "ts": self._stamp(at),
@@ -217,6 +220,7 @@ class VirtualMachine:
             readings["compressor"] = self.compressor_on
         return {
             "type": "telemetry",
+            "v": PROTOCOL_VERSION,
             "seq": self._seq,
             "ts": self._stamp(at),
             "readings": readings,
@@ -226,6 +230,7 @@ class VirtualMachine:
         """The retained ``status`` message the machine publishes on connect (or its will)."""
         return {
             "type": "status",
+            "v": PROTOCOL_VERSION,
             "ts": _iso(self.now),
             "state": "online" if online else "offline",
             "model": self.model,

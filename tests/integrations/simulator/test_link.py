@@ -23,6 +23,7 @@ TS = "2024-05-06T12:00:00.000+00:00"
 def event(name: str, data: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
     message = {
         "type": "event",
+        "v": 1,
         "id": uuid.uuid4().hex,
         "seq": 1,
         "ts": TS,
@@ -138,15 +139,16 @@ async def test_invalid_messages_are_rejected_and_counted_without_raising(hub: Hu
         "not a dict",
         None,
         {"type": "gossip"},
-        {"type": "event", "seq": 1, "ts": TS, "event": "vend_completed", "data": {}},  # no id
+        # no id
+        {"type": "event", "v": 1, "seq": 1, "ts": TS, "event": "vend_completed", "data": {}},
         event("vend_completed", vend_data("v" * 16), seq=-1),
         event("vend_completed", vend_data("v" * 16), ts="yesterday"),
         event("vend_completed", {"slot": "A1"}),  # data incomplete
         event("vend_completed", vend_data("v" * 16, price="1.50")),
         event("vend_failed", vend_data("v" * 16)),  # no reason
         event("restocked", {"slots": {"A1": -3}}),
-        {"type": "telemetry", "seq": 1, "ts": TS, "readings": [4.2]},
-        {"type": "status", "state": "sleepy"},
+        {"type": "telemetry", "v": 1, "seq": 1, "ts": TS, "readings": [4.2]},
+        {"type": "status", "v": 1, "state": "sleepy"},
     ]
     for message in bad:
         assert await link.async_handle_message("lobby_1", message) is False
@@ -166,6 +168,7 @@ async def test_telemetry_door_restock_and_cash_collection_update_entities(hub: H
     link = runtime.link
     telemetry = {
         "type": "telemetry",
+        "v": 1,
         "seq": 5,
         "ts": TS,
         "readings": {"temperature": 6.349, "compressor": True, "humidity": 40},
@@ -201,13 +204,13 @@ async def test_status_offline_marks_the_machine_and_its_entities(hub: Hub) -> No
     link = runtime.link
     changes = record(hub, EVENT_MACHINE_ONLINE, EVENT_MACHINE_OFFLINE)
 
-    await link.async_handle_message("lobby_1", {"type": "status", "state": "offline"})
+    await link.async_handle_message("lobby_1", {"type": "status", "v": 1, "state": "offline"})
     assert hub.states.is_state("machine.lobby_1", "offline")
     assert hub.states.is_state("slot.lobby_1_a1", "unavailable")
     assert hub.states.is_state("binary_sensor.lobby_1_door", "unavailable")
 
     await link.async_handle_message(
-        "lobby_1", {"type": "status", "state": "online", "firmware": "2.1.0", "ts": TS}
+        "lobby_1", {"type": "status", "v": 1, "state": "online", "firmware": "2.1.0", "ts": TS}
     )
     assert hub.states.is_state("slot.lobby_1_a1", "10")
     machine = hub.states.get("machine.lobby_1")
@@ -217,7 +220,7 @@ async def test_status_offline_marks_the_machine_and_its_entities(hub: Hub) -> No
     assert changes[0].data["machine_id"] == "lobby_1"
 
     # the same status again changes nothing
-    await link.async_handle_message("lobby_1", {"type": "status", "state": "online"})
+    await link.async_handle_message("lobby_1", {"type": "status", "v": 1, "state": "online"})
     assert len(changes) == 2
 
 
