@@ -1,4 +1,4 @@
-"""The ``vendhub`` command line: run the hub or check a configuration."""
+"""The ``vendhub`` command line: run the hub, check a configuration, run machine agents."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from vendhub.config.errors import ConfigError
 from vendhub.const import __version__
@@ -49,7 +50,135 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="DIR",
             help="the folder holding configuration.yaml (default: ./config)",
         )
+    _add_machine_commands(commands)
     return parser
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+        return value
+
+    return convert
+
+
+def _add_machine_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vendhub simulate`` and ``vendhub agent``: the machine side of the machine protocol."""
+    log_level = {
+        "choices": LOG_LEVELS,
+        "default": argparse.SUPPRESS,
+        "type": str.lower,
+        "help": "how much to log (default: info)",
+    }
+    help_text = "run N virtual machines, each through its own machine agent, against a hub"
+    sim = commands.add_parser(
+        "simulate",
+        help=help_text,
+        description=(
+            f"{help_text}. Every machine speaks the real machine protocol over MQTT: retained "
+            "status and announce, events through an on-disk outbox until the hub acknowledges "
+            "them, telemetry, commands and config. Stop with Ctrl+C or SIGTERM: every machine "
+            "then says it is offline."
+        ),
+    )
+    sim.add_argument("--log-level", **log_level)
+    sim.add_argument(
+        "--machines",
+        "-n",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="how many machines: sim_001, sim_002, ... (default: 1)",
+    )
+    sim.add_argument(
+        "--hub",
+        default="mqtt://127.0.0.1:1883",
+        metavar="URL",
+        help="the hub's broker: mqtt://[USER:PASSWORD@]HOST[:PORT] or mqtts:// for TLS "
+        "(default: mqtt://127.0.0.1:1883)",
+    )
+    sim.add_argument(
+        "--speed",
+        type=_positive(float),
+        default=60.0,
+        help="simulated seconds per real second (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--tick",
+        type=_positive(float),
+        default=1.0,
+        metavar="SECONDS",
+        help="real seconds between steps of the machines (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--seed", type=int, default=None, help="makes the fleet and its sales repeatable"
+    )
+    sim.add_argument(
+        "--outbox-dir",
+        default=None,
+        metavar="DIR",
+        help="where each machine keeps its outbox, <ID>.db "
+        "(default: $XDG_STATE_HOME/vendhub/simulate, else ~/.local/state/vendhub/simulate)",
+    )
+    sim.add_argument("--prefix", default="vendhub", help="the topic prefix (default: %(default)s)")
+    sim.add_argument(
+        "--id-prefix",
+        default="sim",
+        help="machine ids are <ID_PREFIX>_001, ... (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--sales-per-hour",
+        type=float,
+        default=6.0,
+        help="sales per simulated hour at the daily peak, per machine (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--summary-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="real seconds between summary lines in the log; 0: none (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--resend-after",
+        type=_positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="resend an unacknowledged event after this long (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--keepalive",
+        type=_positive(int),
+        default=30,
+        metavar="SECONDS",
+        help="MQTT keepalive; a dead machine shows offline within 1.5 times it "
+        "(default: %(default)s)",
+    )
+
+    help_text = "run the machine agent of one machine, configured by DIR/agent.yaml"
+    agent = commands.add_parser(
+        "agent",
+        help=help_text,
+        description=(
+            f"{help_text}: it connects to the hub's broker, keeps unacknowledged events in an "
+            "on-disk outbox and resends them, publishes telemetry and its health, and applies "
+            "config and commands. For now the machine it drives is simulated (the 'simulated:' "
+            "block of agent.yaml); real boards, payment devices and sensors come later."
+        ),
+    )
+    agent.add_argument("--log-level", **log_level)
+    agent.add_argument(
+        "--config",
+        "-c",
+        default="agent",
+        metavar="DIR",
+        help="the folder holding agent.yaml (default: ./agent)",
+    )
 
 
 def configure_logging(level: str) -> None:
@@ -100,6 +229,73 @@ def run(config_dir: str) -> int:
     return asyncio.run(async_run(prepared, started))
 
 
+def simulate(args: argparse.Namespace) -> int:
+    """Run ``args.machines`` simulated machines until Ctrl+C or SIGTERM."""
+    from vendhub.machine.simulate import build_simulation, parse_hub_url, run_until_signalled
+
+    log = logging.getLogger("vendhub.simulate")
+    try:
+        hub = parse_hub_url(args.hub)
+    except ValueError as error:
+        log.error("Cannot simulate: %s", error)
+        return 2
+    simulation = build_simulation(
+        machines=args.machines,
+        hub=hub,
+        speed=args.speed,
+        tick=args.tick,
+        seed=args.seed,
+        outbox_dir=Path(args.outbox_dir) if args.outbox_dir else None,
+        prefix=args.prefix,
+        id_prefix=args.id_prefix,
+        sales_per_hour=args.sales_per_hour,
+        summary_interval=args.summary_interval,
+        resend_after=args.resend_after,
+        keepalive=args.keepalive,
+    )
+    first = simulation.machines[0].agent.outbox_path.parent
+    log.info(
+        "Simulating %d machines against %s at %gx speed (outboxes in %s); Ctrl+C stops",
+        len(simulation.machines),
+        hub,
+        args.speed,
+        first,
+    )
+    asyncio.run(run_until_signalled(simulation))
+    return 0
+
+
+def agent(config_dir: str) -> int:
+    """Run one machine agent from ``<config_dir>/agent.yaml`` until Ctrl+C or SIGTERM."""
+    from vendhub.machine.agent_config import build_agent, load_agent_config
+    from vendhub.machine.simulate import run_until_signalled
+
+    log = logging.getLogger("vendhub.agent")
+    try:
+        config = load_agent_config(config_dir)
+    except ConfigError as error:
+        log.error(
+            "Cannot start the agent: the configuration in %s is invalid:\n  %s",
+            config_dir,
+            "\n  ".join(str(issue) for issue in error.issues),
+        )
+        return 1
+
+    async def run_agent() -> None:
+        simulation = build_agent(config)
+        log.info(
+            "Agent of machine %s (simulated) for %s:%s; outbox %s",
+            config["machine_id"],
+            config["broker"]["host"],
+            config["broker"]["port"],
+            config["outbox"],
+        )
+        await run_until_signalled(simulation)
+
+    asyncio.run(run_agent())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vendhub`` console script."""
     args = build_parser().parse_args(argv)
@@ -107,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return check_config(args.config)
+        if args.command == "simulate":
+            return simulate(args)
+        if args.command == "agent":
+            return agent(args.config)
         return run(args.config)
     except KeyboardInterrupt:  # Ctrl+C before the hub's own signal handling is in place
         return 130
