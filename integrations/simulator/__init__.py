@@ -1,8 +1,9 @@
 """Simulator: a fleet of virtual vending machines for the quick start, tests and benchmarks.
 
-Two layers meet at machine-protocol messages: ``machine.VirtualMachine`` models one machine
-and produces the messages a real one would publish; ``link.MachineLink`` turns messages into
-entity states and bus events, and is what the MQTT transport will reuse.
+Two layers meet at machine-protocol messages: ``vendhub.machine.virtual.VirtualMachine`` models
+one machine and produces the messages a real one would publish; the shared
+``vendhub.machine.link.MachineLink`` turns them into entity states and bus events, exactly as
+it does for the machines the MQTT link receives.
 """
 
 from __future__ import annotations

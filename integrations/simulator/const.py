@@ -22,17 +22,7 @@ DEFAULT_FLEET_PREFIX: Final = "sim"
 DEFAULT_FLEET_SLOTS: Final = 12
 DEFAULT_FLEET_REFRIGERATED_SHARE: Final = 0.3
 
-# How many recent event ids the link remembers per machine to drop redelivered messages.
-DEDUP_WINDOW: Final = 1024
-# How many vends may be open (started, outcome not yet seen) per link before the oldest is
-# forgotten.
-OPEN_VENDS_LIMIT: Final = 4096
-
 SERVICE_VEND: Final = "vend"
 SERVICE_RESTOCK: Final = "restock"
 SERVICE_SET_DOOR: Final = "set_door"
 SERVICE_SET_COMPRESSOR: Final = "set_compressor"
-
-MODE_NORMAL: Final = "normal"
-STATE_ONLINE: Final = "online"
-STATE_OFFLINE: Final = "offline"

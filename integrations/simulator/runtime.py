@@ -11,23 +11,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vendhub.helpers.entity_platform import async_add_entities
+from vendhub.machine.entities import MachineEntities, MachineEntityBase, MachineInfo
+from vendhub.machine.link import MachineLink
 from vendhub.machine.virtual import UnknownSlot, VirtualMachine
 from vendhub.util.dt import utcnow
 
 from .activity import ActivitySummary
 from .catalog import DEFAULT_PLANOGRAM_SLOTS, generate_fleet, planogram
-from .const import DEFAULT_FIRMWARE, DEFAULT_MODEL, DOMAIN
-from .entities import (
-    CashBoxSensor,
-    DoorSensor,
-    MachineEntities,
-    MachineEntity,
-    MachineEntityBase,
-    MachineInfo,
-    SlotEntity,
-    TemperatureSensor,
-)
-from .link import MachineLink
+from .const import DEFAULT_FIRMWARE, DEFAULT_MODEL, DOMAIN, MANUFACTURER
 from .schema import CONF_FLEET, CONF_MACHINES
 
 if TYPE_CHECKING:
@@ -105,12 +96,14 @@ class SimulatorRuntime:
                 telemetry_interval=self.config["telemetry_interval"],
             )
             info = MachineInfo(
+                domain=DOMAIN,
                 machine_id=machine_id,
                 name=spec.get("name") or machine_id,
                 model=machine.model,
                 firmware=machine.firmware,
                 location=spec.get("location"),
                 currency=currency,
+                manufacturer=MANUFACTURER,
             )
             bundle = self._entities_for(info, machine, spec)
             self.machines[machine_id] = machine
@@ -136,25 +129,24 @@ class SimulatorRuntime:
     def _entities_for(
         info: MachineInfo, machine: VirtualMachine, spec: dict[str, Any]
     ) -> MachineEntities:
-        return MachineEntities(
-            machine=MachineEntity(info),
-            slots={
-                code: SlotEntity(
-                    info,
-                    code,
-                    slot.product,
-                    slot.price,
-                    slot.capacity,
-                    slot.stock,
-                    spec["slots"][code].get("par", max(1, slot.capacity // 4)),
-                )
-                for code, slot in machine.slots.items()
-            },
-            door=DoorSensor(info, machine.door_open),
-            cash_box=CashBoxSensor(info, machine.cash_box),
-            temperature=TemperatureSensor(info, machine.temperature, spec["target_temperature"])
-            if machine.refrigerated
-            else None,
+        slots = {
+            code: {
+                "product": slot.product,
+                "price": slot.price,
+                "capacity": slot.capacity,
+                "stock": slot.stock,
+                "par": spec["slots"][code].get("par", max(1, slot.capacity // 4)),
+            }
+            for code, slot in machine.slots.items()
+        }
+        return MachineEntities.build(
+            info,
+            slots,
+            refrigerated=machine.refrigerated,
+            door_open=machine.door_open,
+            cash_box=machine.cash_box,
+            temperature=machine.temperature,
+            target_temperature=spec["target_temperature"],
         )
 
     async def async_stop(self) -> None:
