@@ -1,0 +1,573 @@
+"""The running MQTT link: messages from the broker to the machine link, adoption, config, acks."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+
+from vendhub.automation.triggers.mqtt import EVENT_MQTT_MESSAGE_RECEIVED
+from vendhub.core.context import Context
+from vendhub.core.errors import VendHubError
+from vendhub.helpers.entity_platform import async_add_entities
+from vendhub.machine import protocol
+from vendhub.machine.entities import (
+    LinkErrorsSensor,
+    MachineEntities,
+    MachineEntityBase,
+    MachineInfo,
+    SlotEntity,
+)
+from vendhub.machine.link import Handled, MachineLink, Outcome
+from vendhub.recorder.recorder import DATA_RECORDER
+from vendhub.registry import device_registry
+from vendhub.util.dt import utcnow
+
+from .acks import Acknowledger
+from .commands import CommandRunner
+from .connection import BrokerConnection, NotConnected
+from .const import (
+    DOMAIN,
+    EVENT_MACHINE_ADOPTED,
+    EVENT_MACHINE_PENDING,
+    EVENT_MACHINE_REMOVED,
+    INBOUND_KINDS,
+    MANUFACTURER,
+    UNADOPTED_KINDS,
+)
+from .directory import MachineDirectory, MachineRecord, jsonable
+from .schema import BrokerSettings
+
+if TYPE_CHECKING:
+    from vendhub.core.hub import Hub
+
+_LOGGER = logging.getLogger(__name__)
+
+# Reasons a message is dropped, as counted by the link-errors sensors.
+REASON_BAD_PAYLOAD = "bad_payload"  # not UTF-8, not JSON, too large
+REASON_WRONG_VERSION = "wrong_version"  # no "v", or another major version
+REASON_SCHEMA = "schema"  # valid JSON that breaks the message's schema
+REASON_NOT_ADOPTED = "not_adopted"  # from a machine that is not adopted (yet)
+REASON_BAD_TOPIC = "bad_topic"  # under the prefix, but not a protocol topic
+WARN_INTERVAL = 60.0  # seconds between warnings about one source's bad messages
+
+
+class MqttLinkError(VendHubError):
+    """A request the MQTT link cannot carry out (unknown machine, not adopted, ...)."""
+
+
+def classify(error: protocol.ProtocolError) -> str:
+    """The link-errors reason of a decoding error."""
+    if isinstance(error, protocol.UnsupportedVersion):
+        return REASON_WRONG_VERSION
+    if error.reason.startswith(("payload", "expected bytes")):
+        return REASON_BAD_PAYLOAD
+    return REASON_SCHEMA
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+class MqttRuntime:
+    """What one set-up MQTT link owns; kept in ``hub.data["mqtt"]``."""
+
+    def __init__(self, hub: Hub, config: dict[str, Any]) -> None:
+        self.hub = hub
+        self.config = config
+        self.prefix: str = config["topic_prefix"]
+        self.auto_adopt: bool = config["auto_adopt"]
+        self.command_timeout: float = config["command_timeout"]
+        self.settings = BrokerSettings.from_config(config)
+        self.directory = MachineDirectory(hub)
+        self.link = MachineLink(hub)
+        self.entities: dict[str, MachineEntities] = {}
+        self.error_sensors: dict[str, LinkErrorsSensor] = {}
+        self.hub_errors = LinkErrorsSensor(
+            "mqtt_link_errors", "MQTT link errors", "link_errors", info=None
+        )
+        self.acks = Acknowledger(hub, self._async_publish_ack)
+        self.commands = CommandRunner(self._async_publish_command)
+        self.connection = BrokerConnection(
+            hub,
+            self.settings,
+            [(protocol.topic_filter(kind, prefix=self.prefix), 1) for kind in INBOUND_KINDS],
+            self._async_on_message,
+            self._async_on_connect,
+        )
+        self.received = 0
+        self._last_warning: dict[str | None, float] = {}
+        # The last status of machines not adopted, also of those that did not announce yet.
+        self._statuses: dict[str, str] = {}
+
+    # ---- set up and tear down ------------------------------------------------------------
+
+    async def async_setup(self) -> None:
+        """Load the machines, bring the adopted ones' entities in, start connecting."""
+        await self.directory.async_load()
+        await async_add_entities(self.hub, DOMAIN, [self.hub_errors])
+        for record in self.directory.adopted():
+            await self._async_add_machine(record, online=False)
+        if not self._recording():
+            _LOGGER.warning(
+                "No recorder is set up: sales and other ledger events from machines are "
+                "acknowledged once processed and are NOT recorded; add 'recorder:' to "
+                "configuration.yaml to keep a ledger"
+            )
+        self.connection.start()
+        pending = len(self.directory.pending())
+        _LOGGER.info(
+            "MQTT link to %s under '%s/': %d adopted machines, %d pending%s",
+            self.settings.address,
+            self.prefix,
+            len(self.entities),
+            pending,
+            "; new machines are adopted automatically" if self.auto_adopt else "",
+        )
+
+    async def async_stop(self) -> None:
+        """Disconnect cleanly, stop acking, fail waiting commands, save the machines."""
+        await self.connection.async_stop()
+        self.acks.stop()
+        self.commands.cancel_all()
+        for machine_id in list(self.entities):
+            self.link.remove_machine(machine_id)
+        await self.directory.async_flush()
+
+    def _recording(self) -> bool:
+        return self.hub.data.get(DATA_RECORDER) is not None
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    def topic(self, machine_id: str, kind: str) -> str:
+        """The topic of ``kind`` for ``machine_id`` under this link's prefix."""
+        return protocol.topic(machine_id, kind, self.prefix)
+
+    async def _async_publish_ack(self, machine_id: str, ids: list[str]) -> None:
+        message = {"v": protocol.PROTOCOL_VERSION, "ids": ids}
+        await self.connection.async_publish(
+            self.topic(machine_id, protocol.KIND_ACK), protocol.encode(message), qos=1
+        )
+
+    async def _async_publish_command(self, machine_id: str, kind: str, payload: bytes) -> None:
+        await self.connection.async_publish(self.topic(machine_id, kind), payload, qos=1)
+
+    async def _async_on_connect(self) -> None:
+        """Publish the configs that changed while the broker could not be reached."""
+        for record in self.directory.adopted():
+            if record.config is not None and record.config_published < record.config["version"]:
+                await self._async_publish_config(record)
+
+    # ---- receiving -----------------------------------------------------------------------
+
+    async def _async_on_message(self, message: aiomqtt.Message) -> None:
+        self.received += 1
+        topic = message.topic.value
+        payload = _payload_bytes(message.payload)
+        self.hub.bus.async_fire(
+            EVENT_MQTT_MESSAGE_RECEIVED,
+            {
+                "topic": topic,
+                "payload": payload.decode("utf-8", errors="replace"),
+                "qos": message.qos,
+                "retain": bool(message.retain),
+            },
+        )
+        parsed = protocol.parse_topic(topic, self.prefix)
+        if parsed is None:
+            self._count_error(None, REASON_BAD_TOPIC, f"not a machine protocol topic: {topic}")
+            return
+        machine_id, kind = parsed
+        if kind not in INBOUND_KINDS:
+            return  # what the hub itself publishes (ack, config, cmd/...)
+        if not payload and kind in UNADOPTED_KINDS:
+            return  # a retained status or announce was cleared
+        adopted = machine_id in self.entities
+        try:
+            decoded = protocol.decode(kind, payload)
+        except protocol.ProtocolError as error:
+            self._count_error(machine_id, classify(error), str(error), adopted=adopted)
+            return
+        if kind == protocol.KIND_ANNOUNCE:
+            await self._async_on_announce(machine_id, decoded, live=not message.retain)
+        elif not adopted:
+            if kind == protocol.KIND_STATUS:
+                self._pending_status(machine_id, decoded)
+            else:
+                self._count_error(
+                    machine_id,
+                    REASON_NOT_ADOPTED,
+                    f"its {kind} message was dropped: the machine is not adopted; adopt it "
+                    "with mqtt.adopt",
+                    adopted=False,
+                )
+        elif kind == protocol.KIND_COMMAND_RESULT:
+            self.commands.resolve(machine_id, decoded)
+        elif kind == protocol.KIND_EVENT:
+            self._on_event(machine_id, decoded)
+        else:
+            handled = self._apply(machine_id, kind, decoded)
+            if kind == protocol.KIND_STATUS and handled.outcome is Outcome.applied:
+                record = self.directory.get(machine_id)
+                if record is not None and record.status != decoded["state"]:
+                    record.status = decoded["state"]
+                    self.directory.schedule_save()
+
+    def _apply(self, machine_id: str, kind: str, message: dict[str, Any]) -> Handled:
+        gaps = self.link.seq_gaps.get(machine_id, 0)
+        handled = self.link.handle_decoded(machine_id, kind, message)
+        if self.link.seq_gaps.get(machine_id, 0) != gaps:
+            sensor = self.error_sensors.get(machine_id)
+            if sensor is not None:
+                sensor.seq_gaps = self.link.seq_gaps[machine_id]
+                sensor.async_write_state()
+        return handled
+
+    def _on_event(self, machine_id: str, event: dict[str, Any]) -> None:
+        event_id = event["id"]
+        ledger = event["event"] in protocol.LEDGER_EVENTS and self._recording()
+        if self.link.seen_event(machine_id, event_id):
+            self._apply(machine_id, protocol.KIND_EVENT, event)  # counted as a duplicate
+            if not (ledger and self.acks.is_waiting(machine_id, event_id)):
+                self.acks.ack(machine_id, event_id)
+            return  # else the ack goes out with the first copy's, after the commit
+        if ledger:
+            self.acks.expect_recorded(machine_id, event_id)
+        handled = self._apply(machine_id, protocol.KIND_EVENT, event)
+        if handled.outcome is Outcome.failed:
+            self.acks.forget(machine_id, event_id)
+        elif not ledger:
+            self.acks.ack(machine_id, event_id)
+
+    def _pending_status(self, machine_id: str, status: dict[str, Any]) -> None:
+        self._statuses[machine_id] = status["state"]
+        record = self.directory.get(machine_id)
+        if record is not None and record.status != status["state"]:
+            record.status = status["state"]
+            self.directory.schedule_save()
+
+    async def _async_on_announce(
+        self, machine_id: str, announce: dict[str, Any], *, live: bool
+    ) -> None:
+        record, is_new = self.directory.announced(machine_id, jsonable(announce))
+        if machine_id in self._statuses:
+            record.status = self._statuses[machine_id]
+        if record.adopted:
+            self._apply(machine_id, protocol.KIND_ANNOUNCE, announce)
+            if live:
+                self._stock_from_announce(machine_id, announce)
+            return
+        if is_new:
+            _LOGGER.info(
+                "Machine %s (%s, firmware %s, %d slots) announced itself and waits for adoption%s",
+                machine_id,
+                announce["model"],
+                announce["firmware"],
+                len(announce["slots"]),
+                "" if self.auto_adopt else ": adopt it with mqtt.adopt",
+            )
+            self.hub.bus.async_fire(
+                EVENT_MACHINE_PENDING,
+                {
+                    "machine_id": machine_id,
+                    "model": announce["model"],
+                    "firmware": announce["firmware"],
+                },
+            )
+        if self.auto_adopt:
+            await self.async_adopt(machine_id)
+
+    def _stock_from_announce(self, machine_id: str, announce: dict[str, Any]) -> None:
+        """A machine announces itself on every connect: its stock then is the truth."""
+        entities = self.entities[machine_id]
+        for code, slot in announce["slots"].items():
+            entity = entities.slot(code)
+            if entity is not None and entity.state != slot["stock"]:
+                entity.set_stock(slot["stock"])
+                entity.async_write_state()
+
+    # ---- diagnostics ---------------------------------------------------------------------
+
+    def _count_error(
+        self, machine_id: str | None, reason: str, detail: str, *, adopted: bool = False
+    ) -> None:
+        sensor = self.error_sensors.get(machine_id) if adopted and machine_id else None
+        now = utcnow()
+        if sensor is not None:
+            sensor.add(reason, detail, now)
+            sensor.async_write_state()
+            count = sensor.count
+        else:
+            self.hub_errors.add(reason, f"{machine_id or '?'}: {detail}", now)
+            self.hub_errors.async_write_state()
+            count = self.hub_errors.count
+        source = machine_id or "an unknown source"
+        last = self._last_warning.get(machine_id)
+        clock = time.monotonic()
+        if last is None or clock - last >= WARN_INTERVAL:
+            self._last_warning[machine_id] = clock
+            _LOGGER.warning(
+                "Dropped a message from machine %s (%s): %s; %d dropped so far (see %s)",
+                source,
+                reason,
+                detail,
+                count,
+                sensor.entity_id if sensor is not None else self.hub_errors.entity_id,
+            )
+        else:
+            _LOGGER.debug("Dropped a message from machine %s (%s): %s", source, reason, detail)
+
+    # ---- adoption ------------------------------------------------------------------------
+
+    def _record(self, machine_id: str) -> MachineRecord:
+        record = self.directory.get(machine_id)
+        if record is None:
+            pending = ", ".join(r.machine_id for r in self.directory.pending()[:20]) or "none"
+            raise MqttLinkError(
+                f"no machine {machine_id!r} has announced itself on {self.prefix}/"
+                f"{machine_id}/announce; pending machines: {pending}"
+            )
+        return record
+
+    def _adopted_record(self, machine_id: str) -> MachineRecord:
+        record = self._record(machine_id)
+        if not record.adopted:
+            raise MqttLinkError(
+                f"machine {machine_id} is not adopted yet; adopt it with mqtt.adopt first"
+            )
+        return record
+
+    async def async_adopt(
+        self,
+        machine_id: str,
+        name: str | None = None,
+        location: str | None = None,
+        context: Context | None = None,
+    ) -> dict[str, Any]:
+        """Adopt a pending machine: its device and entities, then its retained config."""
+        record = self._record(machine_id)
+        if record.adopted:
+            raise MqttLinkError(f"machine {machine_id} is adopted already")
+        announce = record.announce
+        record.adopted = True
+        record.adopted_at = utcnow().isoformat()
+        record.name = name or record.name
+        record.location = location or record.location
+        record.config = {
+            "version": 1,
+            "mode": protocol.MODE_NORMAL,
+            "slots": {
+                code: {key: slot[key] for key in ("product", "price", "capacity", "par")}
+                for code, slot in announce["slots"].items()
+            },
+        }
+        record.config_published = 0
+        await self.directory.async_save()
+        bundle = await self._async_add_machine(record, online=record.status == "online")
+        published = await self._async_publish_config(record)
+        _LOGGER.info(
+            "Adopted machine %s (%s) with %d slots; config version 1 %s",
+            machine_id,
+            announce["model"],
+            len(bundle.slots),
+            "published" if published else "will be published when the broker is reachable",
+        )
+        self.hub.bus.async_fire(EVENT_MACHINE_ADOPTED, {"machine_id": machine_id}, context=context)
+        return {
+            "machine_id": machine_id,
+            "entities": [entity.entity_id for entity in bundle.all()]
+            + [self.error_sensors[machine_id].entity_id],
+            "config_version": 1,
+            "config_published": published,
+        }
+
+    async def _async_add_machine(self, record: MachineRecord, *, online: bool) -> MachineEntities:
+        announce = record.announce
+        info = MachineInfo(
+            domain=DOMAIN,
+            machine_id=record.machine_id,
+            name=record.display_name,
+            model=announce["model"],
+            firmware=announce["firmware"],
+            location=record.location,
+            currency=announce["currency"],
+            manufacturer=MANUFACTURER,
+        )
+        slots = {
+            code: {**slot, **((record.config or {}).get("slots", {}).get(code, {}))}
+            for code, slot in announce["slots"].items()
+        }
+        for code, planned in (record.config or {}).get("slots", {}).items():
+            slots.setdefault(code, dict(planned))
+        bundle = MachineEntities.build(
+            info, slots, refrigerated=bool(announce["refrigerated"]), online=online
+        )
+        if record.config is not None:
+            bundle.machine.mode = record.config["mode"]
+        errors = LinkErrorsSensor.for_machine(info)
+        entities: list[Any] = [*bundle.all(), errors]
+        await async_add_entities(self.hub, DOMAIN, entities)
+        self.entities[record.machine_id] = bundle
+        self.error_sensors[record.machine_id] = errors
+        self.link.add_machine(record.machine_id, bundle)
+        return bundle
+
+    async def async_remove(self, machine_id: str, context: Context | None = None) -> dict[str, Any]:
+        """Forget a machine: its device, entities and stored record; clear its retained topics.
+
+        If it announces itself again it shows up as pending.
+        """
+        record = self._record(machine_id)
+        self.link.remove_machine(machine_id)
+        self.entities.pop(machine_id, None)
+        self.error_sensors.pop(machine_id, None)
+        devices = device_registry(self.hub)
+        device = devices.async_get_device({(DOMAIN, machine_id)})
+        if device is not None:
+            devices.async_remove_device(device.id)
+        self.directory.remove(machine_id)
+        await self.directory.async_save()
+        cleared = True
+        for kind in (protocol.KIND_CONFIG, protocol.KIND_ANNOUNCE):
+            try:
+                await self.connection.async_publish(self.topic(machine_id, kind), b"", retain=True)
+            except NotConnected:
+                cleared = False
+        _LOGGER.info("Removed machine %s", machine_id)
+        self.hub.bus.async_fire(
+            EVENT_MACHINE_REMOVED,
+            {"machine_id": machine_id, "was_adopted": record.adopted},
+            context=context,
+        )
+        return {"machine_id": machine_id, "was_adopted": record.adopted, "cleared": cleared}
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The machines waiting for adoption."""
+        return [record.summary() for record in self.directory.pending()]
+
+    # ---- config --------------------------------------------------------------------------
+
+    @staticmethod
+    def _config_message(config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "v": protocol.PROTOCOL_VERSION,
+            "version": config["version"],
+            "ts": utcnow(),
+            "mode": config["mode"],
+            "slots": config["slots"],
+        }
+
+    async def _async_publish_config(self, record: MachineRecord) -> bool:
+        """Publish the machine's config, retained; False when the broker is not reachable."""
+        assert record.config is not None
+        message = self._config_message(record.config)
+        try:
+            await self.connection.async_publish(
+                self.topic(record.machine_id, protocol.KIND_CONFIG),
+                protocol.encode(message),
+                qos=1,
+                retain=True,
+            )
+        except NotConnected as error:
+            _LOGGER.info(
+                "Config version %d of %s is published once the broker is reachable (%s)",
+                message["version"],
+                record.machine_id,
+                error,
+            )
+            return False
+        record.config_published = message["version"]
+        self.directory.schedule_save()
+        return True
+
+    async def async_publish_config(
+        self,
+        machine_id: str,
+        mode: str | None = None,
+        slots: dict[str, dict[str, Any]] | None = None,
+        context: Context | None = None,
+    ) -> dict[str, Any]:
+        """Change a machine's mode or slots (merged per slot), and publish it retained."""
+        record = self._adopted_record(machine_id)
+        assert record.config is not None
+        config = copy.deepcopy(record.config)
+        if mode is not None:
+            config["mode"] = mode
+        for code, changes in (slots or {}).items():
+            merged = {**config["slots"].get(code, {}), **changes}
+            if "capacity" in merged and "par" not in merged:
+                merged["par"] = max(1, merged["capacity"] // 4)
+            config["slots"][code] = merged
+        config["version"] += 1
+        try:
+            protocol.validate(protocol.KIND_CONFIG, self._config_message(config))
+        except protocol.ProtocolError as error:
+            raise MqttLinkError(
+                f"the config for {machine_id} is not valid: {error.reason}"
+            ) from None
+        record.config = config
+        await self.directory.async_save()
+        published = await self._async_publish_config(record)
+        await self._async_apply_config(record, context)
+        return {
+            "machine_id": machine_id,
+            "version": config["version"],
+            "mode": config["mode"],
+            "slots": config["slots"],
+            "published": published,
+        }
+
+    async def _async_apply_config(self, record: MachineRecord, context: Context | None) -> None:
+        """Show the new plan on the machine's entities; new slots get entities of their own."""
+        assert record.config is not None
+        bundle = self.entities[record.machine_id]
+        change = Context(parent_id=context.id, user_id=context.user_id) if context else None
+        bundle.machine.mode = record.config["mode"]
+        bundle.machine.async_write_state(change)
+        new_slots: list[MachineEntityBase] = []
+        for code, plan in record.config["slots"].items():
+            slot = bundle.slot(code)
+            if slot is None:
+                slot = SlotEntity(
+                    bundle.machine.info,
+                    code,
+                    plan["product"],
+                    plan["price"],
+                    plan["capacity"],
+                    None,
+                    plan["par"],
+                )
+                slot.set_available(bundle.machine.online)
+                bundle.add_slot(slot)
+                new_slots.append(slot)
+                continue
+            slot.set_plan(plan["product"], plan["price"], plan["capacity"], plan["par"])
+            slot.async_write_state(change)
+        if new_slots:
+            await async_add_entities(self.hub, DOMAIN, new_slots)
+
+    # ---- commands ------------------------------------------------------------------------
+
+    async def async_command(
+        self,
+        machine_id: str,
+        name: str,
+        args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send ``cmd/<name>`` to an adopted machine and return its ``cmd_result``."""
+        self._adopted_record(machine_id)
+        try:
+            valid_args = protocol.validate_command_args(name, dict(args or {}))
+        except protocol.ProtocolError as error:
+            raise MqttLinkError(f"command {name} to {machine_id}: {error.reason}") from None
+        return await self.commands.async_run(
+            machine_id, name, valid_args, self.command_timeout if timeout is None else timeout
+        )
