@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.machine.broker import MOSQUITTO, HubClient, Mosquitto
+from tests.machine.broker import MOSQUITTO, HubClient
+from tests.mosquitto import Mosquitto
 
 
 @pytest.fixture

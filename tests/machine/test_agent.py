@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.machine.broker import HubClient, Mosquitto, Received
+from tests.machine.broker import HubClient, Received
+from tests.mosquitto import Mosquitto
 from vendhub.const import __version__
 from vendhub.machine import protocol
 from vendhub.machine.agent import CommandError, MachineAgent, new_event

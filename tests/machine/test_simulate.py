@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.machine.broker import HubClient, Mosquitto
+from tests.machine.broker import HubClient
+from tests.mosquitto import Mosquitto
 from vendhub.config.errors import ConfigError
 from vendhub.machine import protocol
 from vendhub.machine.agent_config import build_agent, load_agent_config

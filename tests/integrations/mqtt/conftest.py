@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from tests.mosquitto import Mosquitto
 from vendhub.core import Event, Hub
 from vendhub.recorder.recorder import DATA_RECORDER, Recorder, RecorderConfig
 from vendhub.registry import async_load_registries
 from vendhub_integrations.mqtt import vendhub_config_schema, vendhub_setup, vendhub_unload
 from vendhub_integrations.mqtt.runtime import MqttRuntime
 
-from .broker import Mosquitto, TestMachine
+from .broker import TestMachine
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.mosquitto import Mosquitto
 from vendhub.core import Hub
 from vendhub.core.errors import InvalidServiceData
 from vendhub.registry import device_registry, entity_registry
 
-from .broker import Mosquitto
 from .conftest import (
     MachineFactory,
     adopted_machine,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from tests.mosquitto import Mosquitto
 from vendhub.core import Hub
 from vendhub.core.errors import InvalidServiceData
 from vendhub_integrations.mqtt.commands import CommandTimeout
 
-from .broker import Mosquitto
 from .conftest import MachineFactory, adopted_machine, link_config, start_link, until
 
 

@@ -13,9 +13,10 @@ import aiomqtt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.mosquitto import Mosquitto
 from vendhub_integrations.mqtt.runtime import MqttRuntime
 
-from .broker import TS, Mosquitto, slots, vend_data
+from .broker import TS, slots, vend_data
 from .conftest import link_config, make_hub, start_link, stop_hub, until
 
 KINDS = ("status", "announce", "telemetry", "event", "cmd_result", "config", "ack", "cmd/ping")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import voluptuous as vol
 
+from tests.mosquitto import Mosquitto
 from vendhub.core import Hub
 from vendhub.helpers.entity_platform import async_entities
 from vendhub.plugins.discovery import discover_integrations
@@ -16,7 +17,6 @@ from vendhub.plugins.plan import plan_integrations
 from vendhub_integrations.mqtt import vendhub_config_schema
 from vendhub_integrations.mqtt.schema import default_client_id
 
-from .broker import Mosquitto
 from .conftest import MachineFactory, adopted_machine, start_link, until
 
 

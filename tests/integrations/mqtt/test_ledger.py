@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tests.mosquitto import Mosquitto
 from vendhub.const import EVENT_MONEY_RECORDED, EVENT_VEND_COMPLETED
 from vendhub.core import Event, Hub
 from vendhub.recorder.models import CashCollection, StockMovement, VendTransaction
 from vendhub.recorder.recorder import Recorder
 
-from .broker import Mosquitto, TestMachine, vend_data
+from .broker import TestMachine, vend_data
 from .conftest import (
     MachineFactory,
     adopted_machine,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tests.mosquitto import Mosquitto
 from vendhub.const import (
     EVENT_MACHINE_OFFLINE,
     EVENT_MACHINE_ONLINE,
@@ -12,7 +13,7 @@ from vendhub.const import (
 )
 from vendhub.core import Hub
 
-from .broker import Mosquitto, vend_data
+from .broker import vend_data
 from .conftest import MachineFactory, adopted_machine, link_config, record, start_link, until
 
 

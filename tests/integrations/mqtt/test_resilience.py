@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tests.mosquitto import Mosquitto
 from vendhub.const import EVENT_VEND_COMPLETED
 from vendhub.core import Hub
 from vendhub.recorder.models import VendTransaction
 from vendhub.recorder.recorder import Recorder
 from vendhub_integrations.mqtt.connection import backoff_delay
 
-from .broker import Mosquitto, vend_data
+from .broker import vend_data
 from .conftest import (
     MachineFactory,
     adopted_machine,
