@@ -24,10 +24,19 @@ class Mosquitto:
     """``mosquitto -c <generated conf>`` on 127.0.0.1:<free port>, anonymous, persistent.
 
     ``stop()`` then ``start()`` keeps the port and the persistence file, as a broker restart
-    does, so sessions and queued QoS 1 messages survive it.
+    does, so sessions and queued QoS 1 messages survive it. ``password_file``, ``acl_file``
+    and ``allow_anonymous=False`` make it check credentials and topics.
     """
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int | None = None,
+        *,
+        allow_anonymous: bool = True,
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -35,12 +44,16 @@ class Mosquitto:
         self.log = folder / "mosquitto.log"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "persistence true",
             f"persistence_location {folder}/",
             f"log_dest file {self.log}",
             "log_type all",
         ]
+        if password_file is not None:
+            lines.append(f"password_file {password_file}")
+        if acl_file is not None:
+            lines.append(f"acl_file {acl_file}")
         if os.geteuid() == 0:
             # Started as root, Mosquitto drops to the 'mosquitto' user, which cannot write
             # the persistence file into the test's folder.

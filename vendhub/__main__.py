@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vendhub.config.errors import ConfigError
 from vendhub.const import __version__
+from vendhub.helpers.storage import StorageError
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s [%(name)s] %(message)s"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -51,7 +52,54 @@ def build_parser() -> argparse.ArgumentParser:
             help="the folder holding configuration.yaml (default: ./config)",
         )
     _add_machine_commands(commands)
+    _add_credential_commands(commands)
     return parser
+
+
+def _add_credential_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """``vendhub machine add|list|remove|hub-user|mosquitto-files``: machine credentials."""
+    help_text = "issue and revoke machine credentials; write Mosquitto's password and ACL files"
+    machine = commands.add_parser(
+        "machine",
+        help=help_text,
+        description=(
+            f"{help_text}. Every machine gets its own MQTT user (its machine id) and may publish "
+            "only under its own topics; the hub connects as 'vendhub-hub'. Passwords are shown "
+            "once and stored only as hashes. See docs/mosquitto.md."
+        ),
+    )
+    actions = machine.add_subparsers(dest="machine_command", required=True, metavar="ACTION")
+    config = {
+        "default": "config",
+        "metavar": "DIR",
+        "help": "the hub's configuration folder (default: ./config)",
+    }
+    add = actions.add_parser("add", help="issue credentials for a machine and print them once")
+    add.add_argument("name", metavar="NAME", help="the machine id: a-z, 0-9 and _")
+    add.add_argument("--config", "-c", **config)
+    add.add_argument(
+        "--rotate", action="store_true", help="replace the password of an existing machine"
+    )
+    listing = actions.add_parser("list", help="list machines with credentials (no secrets)")
+    listing.add_argument("--config", "-c", **config)
+    remove = actions.add_parser("remove", help="revoke a machine's credentials")
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--config", "-c", **config)
+    hub_user = actions.add_parser(
+        "hub-user", help="create the hub's own MQTT user (or --rotate its password)"
+    )
+    hub_user.add_argument("--config", "-c", **config)
+    hub_user.add_argument("--rotate", action="store_true", help="issue a new password")
+    files = actions.add_parser(
+        "mosquitto-files", help="write Mosquitto's password file and ACL file"
+    )
+    files.add_argument("--config", "-c", **config)
+    files.add_argument("--out", required=True, metavar="DIR", help="where to write them")
+    files.add_argument(
+        "--prefix", default="vendhub", help="the topic prefix (default: %(default)s)"
+    )
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -296,6 +344,83 @@ def agent(config_dir: str) -> int:
     return 0
 
 
+def machine_credentials(args: argparse.Namespace) -> int:
+    """``vendhub machine ...``: prints to stdout, never logs a password."""
+    from vendhub.machine import credentials, mosquitto_files
+
+    config_dir = Path(args.config)
+    action = args.machine_command
+    try:
+        if action == "add":
+            username, password = credentials.add_machine(config_dir, args.name, rotate=args.rotate)
+            print(
+                f"Credentials of machine {username} (shown only this once; put them on the "
+                "machine now):\n"
+                f"  username: {username}\n"
+                f"  password: {password}\n"
+                f"  broker:   mqtt://{username}:{password}@HUB_HOST:1883  "
+                "(mqtts://...:8883 with TLS)"
+            )
+            _print_new_hub_user(config_dir, credentials.ensure_hub_user(config_dir))
+            print(
+                "Then: vendhub machine mosquitto-files --out DIR, and reload Mosquitto "
+                "(kill -HUP <pid>)."
+            )
+        elif action == "list":
+            machines = credentials.list_machines(config_dir)
+            if not machines:
+                print("No machine has credentials yet: vendhub machine add NAME")
+            for entry in machines:
+                print(f"{entry.machine_id}\t{entry.created}")
+        elif action == "remove":
+            credentials.remove_machine(config_dir, args.name)
+            print(
+                f"Removed the credentials of machine {args.name}. Write the Mosquitto files "
+                "again and reload Mosquitto (kill -HUP <pid>) to lock it out."
+            )
+        elif action == "hub-user":
+            new = credentials.ensure_hub_user(config_dir, rotate=args.rotate)
+            if new is None:
+                print(
+                    f"The hub's MQTT user {credentials.HUB_USERNAME} exists; its password was "
+                    "shown when it was created. Use --rotate for a new one."
+                )
+            _print_new_hub_user(config_dir, new)
+        else:  # mosquitto-files
+            _print_new_hub_user(config_dir, credentials.ensure_hub_user(config_dir))
+            password_file, acl_file = mosquitto_files.write_mosquitto_files(
+                config_dir, args.out, prefix=args.prefix
+            )
+            print(
+                f"Wrote {password_file} and {acl_file} (mode 0600).\n"
+                "Install them readable by the mosquitto user, use them in mosquitto.conf:\n\n"
+                + mosquitto_files.mosquitto_conf_lines(password_file.resolve(), acl_file.resolve())
+                + "\nand reload Mosquitto: kill -HUP <pid> (see docs/mosquitto.md)."
+            )
+    except (credentials.CredentialError, ValueError, StorageError) as error:
+        print(f"vendhub machine {action}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_new_hub_user(config_dir: Path, password: str | None) -> None:
+    if password is None:
+        return
+    from vendhub.machine.credentials import HUB_USERNAME
+
+    print(
+        f"\nThe hub's own MQTT user {HUB_USERNAME} has a new password (shown only this once).\n"
+        f"Add this line to {config_dir / 'secrets.yaml'}:\n\n"
+        f'  vendhub_mqtt_password: "{password}"\n\n'
+        "and point the hub at the broker in configuration.yaml:\n\n"
+        "  mqtt:\n"
+        "    broker:\n"
+        "      host: HUB_BROKER_HOST\n"
+        f"      username: {HUB_USERNAME}\n"
+        "      password: !secret vendhub_mqtt_password\n"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vendhub`` console script."""
     args = build_parser().parse_args(argv)
@@ -307,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return simulate(args)
         if args.command == "agent":
             return agent(args.config)
+        if args.command == "machine":
+            return machine_credentials(args)
         return run(args.config)
     except KeyboardInterrupt:  # Ctrl+C before the hub's own signal handling is in place
         return 130
