@@ -16,6 +16,7 @@ BENCHMARKS = {
     "recorder-engines": "the recorder's writer thread against an asyncio engine",
     "purge": "compiling statistics for and purging millions of history rows",
     "automations": "state change to first action latency with many automations",
+    "ingest": "fleet telemetry over Mosquitto into the hub and recorder, against a raw subscriber",
 }
 
 
