@@ -282,7 +282,7 @@ class MqttRuntime:
                 },
             )
         if self.auto_adopt:
-            await self.async_adopt(machine_id)
+            await self.async_adopt(machine_id, automatic=True)
 
     def _stock_from_announce(self, machine_id: str, announce: dict[str, Any]) -> None:
         """A machine announces itself on every connect: its stock then is the truth."""
@@ -350,6 +350,7 @@ class MqttRuntime:
         name: str | None = None,
         location: str | None = None,
         context: Context | None = None,
+        automatic: bool = False,
     ) -> dict[str, Any]:
         """Adopt a pending machine: its device and entities, then its retained config."""
         record = self._record(machine_id)
@@ -369,7 +370,13 @@ class MqttRuntime:
             },
         }
         record.config_published = 0
-        await self.directory.async_save()
+        if automatic:
+            # A fleet adopting itself would rewrite the whole directory once per machine;
+            # one delayed write covers them all, and a machine whose adoption a crash lost
+            # announces itself again and is adopted again.
+            self.directory.schedule_save()
+        else:
+            await self.directory.async_save()
         bundle = await self._async_add_machine(record, online=record.status == "online")
         published = await self._async_publish_config(record)
         _LOGGER.info(
