@@ -72,12 +72,8 @@ _ENVIRONMENT_KEY: Final = "automation.template_environment"
 _TEMPLATE_FILENAME: Final = "<template>"
 _BOUNDED_ITERATION_FILTER: Final = "_vendhub_bounded_iteration"
 _DEADLINE_CHECK_EVERY: Final = 64
-_TEMPLATE_MARKERS: Final = re.compile(r"{{|{%|{#")
-_NUMBER_TEXT: Final = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 # A width or precision of a million or more in a %-format or str.format spec.
 _HUGE_FORMAT_WIDTH: Final = re.compile(r"[%:][^%:{}]*?\d{7,}")
-_NO_STATE_VALUES: Final = frozenset({"unknown", "unavailable"})
-_MISSING: Any = object()
 
 
 class TemplateError(VendHubError):
