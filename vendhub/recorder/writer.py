@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import random
 import threading
 import time
 import zlib
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from vendhub.core.events import Event, EventOrigin
 from vendhub.recorder.convert import context_id_to_bytes, to_json
-from vendhub.recorder.engine import redact_url
+from vendhub.recorder.engine import backoff_delay, redact_url
 from vendhub.recorder.ledger import MoneyRecord, write_money_event
 from vendhub.recorder.models import (
     Events,
@@ -124,7 +123,6 @@ class RecorderWriter(threading.Thread):
         self._stopping = False
         self._next_commit = time.monotonic() + settings.commit_interval
         self._next_connect = 0.0
-        self._retry_delay = settings.retry_first_delay
         self._migrated = False
         self._metadata_ids: dict[str, int] = {}
         self._event_type_ids: dict[str, int] = {}
@@ -271,7 +269,6 @@ class RecorderWriter(threading.Thread):
                 self.stats.backlog,
             )
         self.stats.connect_failures = 0
-        self._retry_delay = self.settings.retry_first_delay
         if first:
             self._on_ready(None)
 
@@ -279,9 +276,12 @@ class RecorderWriter(threading.Thread):
         self.stats.connect_failures += 1
         self.stats.connected = False
         self.stats.last_error = _short(error)
-        delay = min(self._retry_delay, self.settings.retry_max_delay)
-        self._next_connect = time.monotonic() + delay * random.uniform(0.8, 1.2)
-        self._retry_delay = min(self._retry_delay * 2, self.settings.retry_max_delay)
+        delay = backoff_delay(
+            self.stats.connect_failures,
+            self.settings.retry_first_delay,
+            self.settings.retry_max_delay,
+        )
+        self._next_connect = time.monotonic() + delay
         _LOGGER.error(
             "Recorder database %s is unreachable (%s); keeping records in memory (up to %d) "
             "and trying again in %.1f s",
