@@ -147,7 +147,8 @@ class RunningHub:
             [*VENDHUB, "run", "--config", str(config_dir)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
+            # Any free port for the demo's HTTP API, so a hub running on 8700 is no matter.
+            env={"VENDHUB_HTTP_PORT": "0", **(env if env is not None else os.environ)},
         )
 
     def log(self) -> str:

@@ -30,6 +30,7 @@ async def test_low_stock_in_the_demo_raises_an_alarm_and_emails_the_driver(
     monkeypatch.setenv("VENDHUB_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("VENDHUB_SMTP_PORT", str(smtp_server.port))
     monkeypatch.setenv("VENDHUB_DRIVER_EMAIL", "route-7@example.com")
+    monkeypatch.setenv("VENDHUB_HTTP_PORT", "0")
     prepared = await asyncio.to_thread(prepare, demo_config)
     assert prepared.issues == []
     hub, report = await async_start_hub(prepared)
@@ -45,7 +46,7 @@ async def test_low_stock_in_the_demo_raises_an_alarm_and_emails_the_driver(
             await hub.services.async_call(
                 "simulator", "vend", {"machine_id": "lobby_1", "slot": "A3"}
             )
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s: the automation, then SMTP, on a loaded machine
             mails = [m for m in smtp_server.handler.messages if "slot A3" in m.body()]
             if mails:
                 break

@@ -53,7 +53,33 @@ def build_parser() -> argparse.ArgumentParser:
         )
     _add_machine_commands(commands)
     _add_credential_commands(commands)
+    _add_certs_command(commands)
     return parser
+
+
+def _add_certs_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vendhub certs generate``: a self-signed certificate for the HTTP API."""
+    help_text = "make a self-signed TLS certificate for the hub's HTTP API on a local network"
+    certs = commands.add_parser("certs", help=help_text, description=help_text)
+    actions = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    generate = actions.add_parser(
+        "generate",
+        help="write <config>/certs/vendhub.crt and vendhub.key",
+        description=(
+            "Write a self-signed certificate and its key (mode 0600) into <config>/certs/, "
+            "for localhost, this host's name, the loopback addresses and every --host."
+        ),
+    )
+    generate.add_argument("--config", "-c", default="config", metavar="DIR")
+    generate.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME_OR_IP",
+        help="another name or address the hub is reached by (repeatable), e.g. 192.168.1.20",
+    )
+    generate.add_argument("--days", type=int, default=3650, help="validity (default: 3650)")
+    generate.add_argument("--force", action="store_true", help="replace existing files")
 
 
 def _add_credential_commands(
@@ -133,6 +159,13 @@ def _add_machine_commands(commands: argparse._SubParsersAction[argparse.Argument
             "them, telemetry, commands and config. Stop with Ctrl+C or SIGTERM: every machine "
             "then says it is offline."
         ),
+        epilog=(
+            "A broker with one user per machine (docs/mosquitto.md): 'vendhub simulate -n 3 "
+            "--hub mqtt://HOST:1883 --config config --credentials sim.yaml' issues "
+            "credentials for sim_001 to sim_003 in the hub's folder 'config' and writes their "
+            "passwords to sim.yaml; write the Mosquitto files again and reload Mosquitto, and "
+            "the machines connect. Later runs read the passwords from sim.yaml."
+        ),
     )
     sim.add_argument("--log-level", **log_level)
     sim.add_argument(
@@ -148,7 +181,28 @@ def _add_machine_commands(commands: argparse._SubParsersAction[argparse.Argument
         default="mqtt://127.0.0.1:1883",
         metavar="URL",
         help="the hub's broker: mqtt://[USER:PASSWORD@]HOST[:PORT] or mqtts:// for TLS "
-        "(default: mqtt://127.0.0.1:1883)",
+        "(default: mqtt://127.0.0.1:1883); a USER:PASSWORD here is used by every machine, "
+        "which a broker with one user per machine refuses: use --credentials there",
+    )
+    sim.add_argument(
+        "--credentials",
+        default=None,
+        metavar="FILE",
+        help="every machine connects as its own MQTT user, its machine id, with the password "
+        "FILE gives it: YAML, one 'sim_001: PASSWORD' line per machine, as 'vendhub machine "
+        "add' printed them (keep it mode 0600). For a broker with the password and ACL "
+        "files of 'vendhub machine mosquitto-files' (docs/mosquitto.md)",
+    )
+    sim.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        metavar="DIR",
+        help="with --credentials: the hub's configuration folder. Machines that have no "
+        "credentials there get them issued, as 'vendhub machine add' does, and their "
+        "passwords written to FILE; the passwords in FILE are checked against it. After "
+        "issuing, write the Mosquitto files again and reload Mosquitto: the machines keep "
+        "retrying until it knows them",
     )
     sim.add_argument(
         "--speed",
@@ -279,7 +333,16 @@ def run(config_dir: str) -> int:
 
 def simulate(args: argparse.Namespace) -> int:
     """Run ``args.machines`` simulated machines until Ctrl+C or SIGTERM."""
-    from vendhub.machine.simulate import build_simulation, parse_hub_url, run_until_signalled
+    from vendhub.machine.credentials import CredentialError
+    from vendhub.machine.protocol import is_machine_id
+    from vendhub.machine.simulate import (
+        CredentialsFileError,
+        build_simulation,
+        fleet_ids,
+        machine_passwords,
+        parse_hub_url,
+        run_until_signalled,
+    )
 
     log = logging.getLogger("vendhub.simulate")
     try:
@@ -287,26 +350,78 @@ def simulate(args: argparse.Namespace) -> int:
     except ValueError as error:
         log.error("Cannot simulate: %s", error)
         return 2
-    simulation = build_simulation(
-        machines=args.machines,
-        hub=hub,
-        speed=args.speed,
-        tick=args.tick,
-        seed=args.seed,
-        outbox_dir=Path(args.outbox_dir) if args.outbox_dir else None,
-        prefix=args.prefix,
-        id_prefix=args.id_prefix,
-        sales_per_hour=args.sales_per_hour,
-        summary_interval=args.summary_interval,
-        resend_after=args.resend_after,
-        keepalive=args.keepalive,
-    )
+    if args.config is not None and args.credentials is None:
+        log.error(
+            "Cannot simulate: --config issues credentials for the machines, and needs "
+            "--credentials FILE to keep their passwords in"
+        )
+        return 2
+    if args.credentials is not None and hub.username is not None:
+        log.error(
+            "Cannot simulate: with --credentials every machine connects as its own user; "
+            "leave USER:PASSWORD@ out of --hub"
+        )
+        return 2
+    machine_ids = fleet_ids(args.machines, args.id_prefix)
+    if not is_machine_id(machine_ids[-1]):
+        log.error(
+            "Cannot simulate: machine ids such as %r are not valid (1 to 64 of a-z, 0-9 and _); "
+            "choose another --id-prefix",
+            machine_ids[-1],
+        )
+        return 2
+    passwords = None
+    if args.credentials is not None:
+        credentials_file = Path(args.credentials)
+        config_dir = Path(args.config) if args.config is not None else None
+        try:
+            passwords, issued = machine_passwords(machine_ids, credentials_file, config_dir)
+        except (CredentialsFileError, CredentialError, StorageError) as error:
+            log.error("Cannot simulate: %s", error)
+            return 1
+        if issued:
+            log.warning(
+                "Issued MQTT credentials in %s for %d machines (%s) and wrote their passwords "
+                "to %s. The broker accepts them once it has its files again and reloads: "
+                "vendhub machine mosquitto-files --config %s --out DIR, install them, then "
+                "kill -HUP <mosquitto pid> (docs/mosquitto.md). The machines retry until then",
+                config_dir,
+                len(issued),
+                ", ".join(issued) if len(issued) <= 5 else f"{issued[0]} ... {issued[-1]}",
+                credentials_file,
+                config_dir,
+            )
+    try:
+        simulation = build_simulation(
+            machines=args.machines,
+            hub=hub,
+            speed=args.speed,
+            tick=args.tick,
+            seed=args.seed,
+            outbox_dir=Path(args.outbox_dir) if args.outbox_dir else None,
+            prefix=args.prefix,
+            id_prefix=args.id_prefix,
+            sales_per_hour=args.sales_per_hour,
+            summary_interval=args.summary_interval,
+            resend_after=args.resend_after,
+            keepalive=args.keepalive,
+            passwords=passwords,
+        )
+    except ValueError as error:  # a bad --prefix, say
+        log.error("Cannot simulate: %s", error)
+        return 2
     first = simulation.machines[0].agent.outbox_path.parent
+    who = ""
+    if passwords is not None:
+        who = f", each as its own MQTT user (passwords from {args.credentials})"
+    elif hub.username:
+        who = f" as MQTT user {hub.username}"
     log.info(
-        "Simulating %d machines against %s at %gx speed (outboxes in %s); Ctrl+C stops",
+        "Simulating %d machines against %s at %gx speed%s (outboxes in %s); Ctrl+C stops",
         len(simulation.machines),
         hub,
         args.speed,
+        who,
         first,
     )
     asyncio.run(run_until_signalled(simulation))
@@ -403,6 +518,27 @@ def machine_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def certs(args: argparse.Namespace) -> int:
+    """``vendhub certs generate``: prints where the files are and the lines to configure."""
+    from vendhub.http.certs import CERT_DIR, CertificateExists, generate_certificate
+
+    try:
+        made = generate_certificate(args.config, hosts=args.host, days=args.days, force=args.force)
+    except (CertificateExists, ValueError, OSError) as error:
+        print(f"vendhub certs generate: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Wrote {made.certificate} and {made.key} (the key: mode 0600).\n"
+        f"Valid until {made.not_after:%Y-%m-%d} for: {', '.join(made.names)}\n"
+        f"SHA-256 fingerprint (compare it when a browser asks): {made.fingerprint_sha256}\n\n"
+        "Serve the API over HTTPS with these lines in configuration.yaml:\n\n"
+        "  http:\n"
+        f"    ssl_certificate: {CERT_DIR}/{made.certificate.name}\n"
+        f"    ssl_key: {CERT_DIR}/{made.key.name}\n"
+    )
+    return 0
+
+
 def _print_new_hub_user(config_dir: Path, password: str | None) -> None:
     if password is None:
         return
@@ -434,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return agent(args.config)
         if args.command == "machine":
             return machine_credentials(args)
+        if args.command == "certs":
+            return certs(args)
         return run(args.config)
     except KeyboardInterrupt:  # Ctrl+C before the hub's own signal handling is in place
         return 130

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+
 def _seconds(value: Any) -> float:
     seconds = cv.time_period(value).total_seconds()
     if seconds <= 0:
@@ -47,7 +48,10 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Schema(
             {
                 vol.Optional("server_host", default="0.0.0.0"): cv.string,
-                vol.Optional("server_port", default=DEFAULT_PORT): vol.Any(0, cv.port),
+                vol.Optional("server_port", default=DEFAULT_PORT): vol.All(
+                    vol.Coerce(int),
+                    vol.Range(min=0, max=65535, msg="a port is from 1 to 65535 (0: any free one)"),
+                ),
                 vol.Optional("ssl_certificate"): cv.string,
                 vol.Optional("ssl_key"): cv.string,
                 vol.Optional("access_token_lifetime", default="30min"): _seconds,

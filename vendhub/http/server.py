@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from vendhub.auth.manager import AuthManager
 from vendhub.core.errors import VendHubError
@@ -26,6 +27,25 @@ _LOGGER = logging.getLogger(__name__)
 
 DATA_HTTP: Final = "http"
 DEFAULT_PORT: Final = 8700
+
+
+class _BadRequestFilter(logging.Filter):
+    """aiohttp logs a malformed request (a client's fault, answered 400) as an ERROR with a
+    traceback; anyone could fill the log that way. Keep it as one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = (
+                "Malformed HTTP request (answered 400): %s",
+                (str(error).splitlines()[0] if str(error) else type(error).__name__,),
+            )
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_BadRequestFilter())
 
 
 class HttpStartError(VendHubError):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiohttp import web
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
 
 from vendhub.auth.identity import Identity
 from vendhub.auth.roles import Permission
@@ -51,6 +52,8 @@ class Operation:
     description: str = ""
     tags: tuple[str, ...] = ()
     websocket: bool = False
+    """A WebSocket endpoint: an upgrade request needs no identity (the connection signs in
+    with its first message); any other request is checked as usual."""
 
     def validators(self) -> tuple[Draft202012Validator | None, Draft202012Validator | None]:
         query = None
@@ -138,11 +141,39 @@ def require_machine(request: web.Request, machine_id: str) -> None:
         raise not_found(f"no machine {machine_id!r}")
 
 
+_SAFE_MESSAGES = frozenset({"required", "additionalProperties", "minProperties", "maxProperties"})
+
+
+def _describe(error: ValidationError) -> str:
+    """What is wrong, without repeating the value (it may be a password)."""
+    rule, limit = error.validator, error.validator_value
+    if rule in _SAFE_MESSAGES:
+        return error.message
+    if rule == "oneOf" and error.context:
+        deepest = best_match(error.context)
+        return _describe(deepest) if deepest is not None else "matches none of the forms"
+    templates: dict[str, Callable[[Any], str]] = {
+        "minLength": lambda n: f"must have at least {n} characters",
+        "maxLength": lambda n: f"must have at most {n} characters",
+        "minimum": lambda n: f"must be at least {n}",
+        "maximum": lambda n: f"must be at most {n}",
+        "minItems": lambda n: f"must have at least {n} items",
+        "maxItems": lambda n: f"must have at most {n} items",
+        "pattern": lambda p: f"must match {p}",
+        "type": lambda t: f"must be of type {t}",
+        "enum": lambda values: f"must be one of {', '.join(map(json.dumps, values))}",
+        "const": lambda value: f"must be {json.dumps(value)}",
+        "format": lambda name: f"must be a valid {name}",
+    }
+    template = templates.get(str(rule))
+    return template(limit) if template is not None else f"is invalid ({rule})"
+
+
 def _schema_errors(validator: Draft202012Validator, value: Any, where: str) -> list[str]:
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):
         path = "/".join(str(p) for p in error.absolute_path)
-        problems.append(f"{where}{'/' + path if path else ''}: {error.message}")
+        problems.append(f"{where}{'/' + path if path else ''}: {_describe(error)}")
     return problems[:20]
 
 
@@ -168,13 +199,21 @@ def _coerce_query(raw: dict[str, str], schema: dict[str, dict[str, Any]]) -> dic
     return values
 
 
+def is_websocket_upgrade(request: web.Request) -> bool:
+    """Whether ``request`` asks to become a WebSocket (``Upgrade: websocket``)."""
+    return request.headers.get("Upgrade", "").strip().lower() == "websocket"
+
+
 def checked_handler(view: ApiView, method: str, spec: Operation) -> Handler:
     """The aiohttp handler: caller, permission, query and body checked, then the view's method."""
     handler: Handler = getattr(view, method)
     query_validator, body_validator = spec.validators()
+    path_validators = {
+        name: Draft202012Validator(schema) for name, schema in type(view).path_params.items()
+    }
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        if not spec.public:
+        if not spec.public and not (spec.websocket and is_websocket_upgrade(request)):
             identity = identity_of(request)
             if identity.is_machine and not spec.machines:
                 raise forbidden("machine credentials cannot call this API")
@@ -182,13 +221,17 @@ def checked_handler(view: ApiView, method: str, spec: Operation) -> Handler:
                 raise forbidden("only machines call this API")
             if spec.permission is not None and not identity.is_machine:
                 require(request, spec.permission)
+        for name, validator in path_validators.items():
+            value = request[PARAMS_KEY].get(name)
+            if value is not None and not validator.is_valid(value):
+                raise not_found(f"no such {name.removesuffix('_id').replace('_', ' ')}: {value!r}")
         if len(request.query) != len(set(request.query.keys())):
             raise bad_request("a query parameter is given twice")
         query = _coerce_query(dict(request.query), spec.query)
         if query_validator is not None:
             problems = _schema_errors(query_validator, query, "query")
             if problems:
-                raise bad_request("invalid query parameters", problems)
+                raise bad_request(f"invalid query parameters: {problems[0]}", problems)
         elif query and not spec.websocket:
             raise bad_request(f"unexpected query parameters: {', '.join(sorted(query))}")
         request[QUERY_KEY] = query
@@ -214,5 +257,5 @@ async def _read_body(request: web.Request, validator: Draft202012Validator) -> A
         raise bad_request(f"the body is not valid JSON: {error}") from None
     problems = _schema_errors(validator, body, "body")
     if problems:
-        raise bad_request("invalid request body", problems)
+        raise bad_request(f"invalid request body: {problems[0]}", problems)
     return body

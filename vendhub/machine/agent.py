@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -423,6 +424,7 @@ class MachineAgent:
     async def _connection_loop(self) -> None:
         attempt = 0
         lost_at: float | None = None
+        refused_logged = False  # the broker refused our credentials, and we said so
         where = f"{self.broker_host}:{self.broker_port}"
         while not self._stopping.is_set():
             try:
@@ -449,14 +451,17 @@ class MachineAgent:
                         )
                     attempt = 0
                     lost_at = None
+                    refused_logged = False
                     await self._serve(client)
                     return  # stopped cleanly
             except (aiomqtt.MqttError, OSError) as error:
                 reason = _reason(error)
+                refused = _credentials_refused(error)
             except Exception as error:  # a bug of ours: log it, keep the machine connected
                 self.stats.errors += 1
                 _LOGGER.exception("Machine %s: unexpected error on the link", self.machine_id)
                 reason = _reason(error)
+                refused = False
             finally:
                 self._client = None
                 self._connected.clear()
@@ -464,7 +469,23 @@ class MachineAgent:
                 return
             delay = self._backoff(attempt)
             attempt += 1
-            if lost_at is None:
+            if refused and not refused_logged:
+                # Not a flaky link: say once, loudly, what to fix; then retry quietly, as
+                # the broker may load the password later (a reload after 'machine add').
+                refused_logged = True
+                lost_at = lost_at or time.monotonic()
+                _LOGGER.error(
+                    "Machine %s: the broker %s refused its credentials (%s) for MQTT user %s: "
+                    "the password is wrong, or the broker has not loaded it yet (after "
+                    "'vendhub machine add', Mosquitto needs its files written again and a "
+                    "reload; docs/mosquitto.md). Retrying in %.1f s",
+                    self.machine_id,
+                    where,
+                    reason,
+                    repr(self.username) if self.username else "(none: no username given)",
+                    delay,
+                )
+            elif lost_at is None:
                 lost_at = time.monotonic()
                 if self.stats.connections:
                     self.stats.errors += 1
@@ -713,6 +734,20 @@ def _reason(error: BaseException) -> str:
     if cause is not None and (not str(error) or "Disconnected during" in text):
         text = str(cause) or type(cause).__name__
     return text
+
+
+_REFUSED_CREDENTIALS = frozenset({4, 5, 0x86, 0x87})
+"""CONNACK codes of a broker refusing a client's credentials: MQTT 3.1.1 "bad user name or
+password" and "not authorized", MQTT 5 0x86 and 0x87 (Mosquitto answers a wrong password with
+0x87)."""
+
+
+def _credentials_refused(error: BaseException) -> bool:
+    """True when the broker refused the connection for its username or password."""
+    if not isinstance(error, MqttConnectError):
+        return False
+    code = getattr(error.rc, "value", error.rc)
+    return isinstance(code, int) and code in _REFUSED_CREDENTIALS
 
 
 def _payload_bytes(payload: Any) -> bytes:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import signal
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import yaml
 
 from vendhub.machine import protocol
 from vendhub.machine.agent import CommandError, MachineAgent, UnknownCommand
@@ -102,13 +106,12 @@ def fleet(
     if count < 1:
         raise ValueError(f"a fleet needs at least one machine, got {count}")
     rng = random.Random(f"{0 if seed is None else seed}/fleet")
-    width = max(3, len(str(count)))
     specs = []
-    for number in range(1, count + 1):
+    for number, machine_id in enumerate(fleet_ids(count, id_prefix), start=1):
         refrigerated = number % REFRIGERATED_EVERY == 2
         specs.append(
             {
-                "machine_id": f"{id_prefix}_{number:0{width}d}",
+                "machine_id": machine_id,
                 "refrigerated": refrigerated,
                 "slots": with_par(planogram(slots, refrigerated, rng)),
                 "sales_per_hour": sales_per_hour,
@@ -116,6 +119,12 @@ def fleet(
             }
         )
     return specs
+
+
+def fleet_ids(count: int, id_prefix: str = DEFAULT_ID_PREFIX) -> list[str]:
+    """The ids of a fleet of ``count``: ``sim_001``, … (three digits, more for a big fleet)."""
+    width = max(3, len(str(count)))
+    return [f"{id_prefix}_{number:0{width}d}" for number in range(1, count + 1)]
 
 
 def with_par(slots: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -390,19 +399,36 @@ def build_simulation(
     summary_interval: float = DEFAULT_SUMMARY_INTERVAL,
     resend_after: float = 10.0,
     keepalive: int = 30,
+    passwords: Mapping[str, str] | None = None,
 ) -> Simulation:
-    """``machines`` simulated machines, each with its own agent and outbox, on ``hub``."""
+    """``machines`` simulated machines, each with its own agent and outbox, on ``hub``.
+
+    With ``passwords`` (machine id → password, see ``machine_passwords``) every machine
+    connects as its own MQTT user, its machine id; otherwise all use the user of ``hub``, if
+    any. Raises ValueError for a machine without a password, or a ``hub`` with a user too.
+    """
     folder = Path(outbox_dir) if outbox_dir is not None else default_outbox_dir()
+    specs = fleet(machines, seed=seed, id_prefix=id_prefix, sales_per_hour=sales_per_hour)
+    if passwords is not None:
+        if hub.username is not None:
+            raise ValueError(
+                f"the hub URL gives the user {hub.username!r}, but with per-machine passwords "
+                "every machine connects as its own user: leave USER:PASSWORD@ out of the URL"
+            )
+        missing = [spec["machine_id"] for spec in specs if spec["machine_id"] not in passwords]
+        if missing:
+            raise ValueError(f"no password for {_some(missing)}")
     simulated = []
-    for spec in fleet(machines, seed=seed, id_prefix=id_prefix, sales_per_hour=sales_per_hour):
+    for spec in specs:
+        machine_id = spec["machine_id"]
         simulated.append(
             SimulatedMachine(
                 virtual_machine(spec),
                 par={code: slot["par"] for code, slot in spec["slots"].items()},
                 broker_host=hub.host,
                 broker_port=hub.port,
-                username=hub.username,
-                password=hub.password,
+                username=hub.username if passwords is None else machine_id,
+                password=hub.password if passwords is None else passwords[machine_id],
                 tls=hub.tls,
                 prefix=prefix,
                 outbox_path=folder / f"{spec['machine_id']}.db",
@@ -411,6 +437,155 @@ def build_simulation(
             )
         )
     return Simulation(simulated, speed=speed, tick=tick, summary_interval=summary_interval)
+
+
+# ---- one MQTT user per machine ---------------------------------------------------------------
+
+
+class CredentialsFileError(Exception):
+    """The simulated machines' passwords cannot be read, issued or checked; says what to do."""
+
+
+_FILE_HEADER = (
+    "# MQTT passwords of simulated machines: 'machine_id: password', one per line.\n"
+    "# Used by 'vendhub simulate --credentials'; keep it private (mode 0600).\n"
+)
+
+
+def read_passwords(path: Path) -> dict[str, str]:
+    """Machine id → password from a credentials file; an empty mapping when there is none.
+
+    The file is YAML, one ``sim_001: PASSWORD`` per line (quote a password YAML would read
+    as a number). Raises ``CredentialsFileError`` naming the file and what is wrong.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise CredentialsFileError(f"cannot read the credentials file {path}: {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CredentialsFileError(f"the credentials file {path} is not YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CredentialsFileError(
+            f"the credentials file {path} must map machine ids to passwords, one "
+            f"'sim_001: PASSWORD' per line; it holds a {type(data).__name__}"
+        )
+    passwords: dict[str, str] = {}
+    for machine_id, password in data.items():
+        if not isinstance(machine_id, str) or not protocol.is_machine_id(machine_id):
+            raise CredentialsFileError(
+                f"{path}: {machine_id!r} is not a machine id (1 to 64 of a-z, 0-9 and _)"
+            )
+        if not isinstance(password, str) or not password:
+            raise CredentialsFileError(
+                f"{path}: the password of {machine_id} must be text; put it in quotes"
+            )
+        passwords[machine_id] = password
+    if path.stat().st_mode & 0o077:
+        _LOGGER.warning(
+            "The credentials file %s can be read by other users; make it private: chmod 600 %s",
+            path,
+            path,
+        )
+    return passwords
+
+
+def write_passwords(path: Path, passwords: Mapping[str, str]) -> None:
+    """Write a credentials file atomically, mode 0600, sorted by machine id."""
+    lines = [
+        f"{machine_id}: {json.dumps(passwords[machine_id])}" for machine_id in sorted(passwords)
+    ]
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as temp_file:
+            temp_file.write(_FILE_HEADER + "\n".join(lines) + "\n")
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def machine_passwords(
+    machine_ids: Sequence[str], credentials_file: Path, config_dir: Path | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """The password of every machine in ``machine_ids``, from ``credentials_file``.
+
+    Without ``config_dir`` the file must hold them all. With the hub's ``config_dir`` the
+    passwords in the file are checked against the hub's credential store, and machines the
+    store does not know get credentials issued there (as ``vendhub machine add`` does),
+    their passwords added to the file. Returns ``(passwords, ids issued now)``; raises
+    ``CredentialsFileError`` with what to do about a missing, wrong or lost password.
+    """
+    # The hub's credential store, only when asked for: the agent needs none of it.
+    from vendhub.machine.credentials import add_machine, load_credentials, verify_password
+
+    known = read_passwords(credentials_file)
+    if config_dir is None:
+        missing = [machine_id for machine_id in machine_ids if machine_id not in known]
+        if missing:
+            raise CredentialsFileError(
+                f"{credentials_file} has no password for {_some(missing)}: issue credentials "
+                "with 'vendhub machine add ID' and add a line 'ID: PASSWORD' for each, or "
+                "give the hub's configuration folder with --config to have them issued"
+            )
+        return {machine_id: known[machine_id] for machine_id in machine_ids}, []
+
+    if not config_dir.is_dir():
+        raise CredentialsFileError(f"the hub's configuration folder {config_dir} does not exist")
+    hashes = load_credentials(config_dir).users
+    wrong = [
+        machine_id
+        for machine_id in machine_ids
+        if machine_id in known
+        and machine_id in hashes
+        and not verify_password(known[machine_id], hashes[machine_id])
+    ]
+    if wrong:
+        raise CredentialsFileError(
+            f"the passwords of {_some(wrong)} in {credentials_file} are not the ones the hub "
+            f"issued ({config_dir}): correct them, or issue new ones with 'vendhub machine add "
+            "ID --rotate' and put them in the file"
+        )
+    lost = [
+        machine_id for machine_id in machine_ids if machine_id in hashes and machine_id not in known
+    ]
+    if lost:
+        raise CredentialsFileError(
+            f"credentials for {_some(lost)} were issued in {config_dir} before, but "
+            f"{credentials_file} has not got their passwords (a password is shown only once): "
+            "issue new ones with "
+            f"'vendhub machine add ID --rotate --config {config_dir}' and add them to the file, "
+            "or revoke them with 'vendhub machine remove ID' so that new ones are issued"
+        )
+    issued = [machine_id for machine_id in machine_ids if machine_id not in hashes]
+    if issued:
+        if not os.access(credentials_file.parent, os.W_OK):  # before issuing what we'd lose
+            raise CredentialsFileError(
+                f"cannot write the credentials file {credentials_file}: its folder does not "
+                "exist or is not writable"
+            )
+        updated = dict(known)
+        for machine_id in issued:
+            _, updated[machine_id] = add_machine(config_dir, machine_id)
+        write_passwords(credentials_file, updated)
+        known = updated
+    return {machine_id: known[machine_id] for machine_id in machine_ids}, issued
+
+
+def _some(ids: Sequence[str], shown: int = 5) -> str:
+    """``a, b, c`` or ``a, b, c, d, e and 7 more``."""
+    if len(ids) <= shown:
+        return ", ".join(ids)
+    return f"{', '.join(ids[:shown])} and {len(ids) - shown} more"
 
 
 async def run_until_signalled(simulation: Simulation) -> None:

@@ -12,6 +12,8 @@ from vendhub.auth.roles import Permission
 from vendhub.auth.tokens import TokenRecord
 from vendhub.http.api.schemas import (
     MACHINE_ID,
+    NEW_PASSWORD,
+    NEW_USERNAME,
     OK,
     PASSWORD,
     TIMESTAMP,
@@ -88,8 +90,8 @@ class OnboardingView(ApiView):
             "required": ["username", "password"],
             "additionalProperties": False,
             "properties": {
-                "username": USERNAME,
-                "password": PASSWORD,
+                "username": NEW_USERNAME,
+                "password": NEW_PASSWORD,
                 "name": {"type": "string", "maxLength": 128},
                 "session": {"type": "boolean"},
             },

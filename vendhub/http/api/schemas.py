@@ -23,7 +23,18 @@ TOKEN_GRANT: dict[str, Any] = {
     },
 }
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": 1024}
+NEW_PASSWORD = {
+    "type": "string",
+    "minLength": 10,
+    "maxLength": 1024,
+    "description": "At least 10 characters, and not the username.",
+}
 USERNAME = {"type": "string", "minLength": 1, "maxLength": 64}
+NEW_USERNAME = {
+    "type": "string",
+    "pattern": "^[a-z0-9][a-z0-9_.@-]{1,63}$",
+    "description": "2 to 64 lowercase letters, digits, '_', '.', '@' or '-'.",
+}
 ROLE = {"enum": ["owner", "admin", "operator", "technician", "viewer"]}
 USER: dict[str, Any] = {
     "type": "object",

@@ -11,7 +11,7 @@ from vendhub.auth.manager import AuthError, get_auth
 from vendhub.auth.roles import Permission, Role
 from vendhub.auth.users import User
 from vendhub.http.api.auth import auth_error
-from vendhub.http.api.schemas import MACHINE_ID, OK, PASSWORD, ROLE, USER, USERNAME
+from vendhub.http.api.schemas import MACHINE_ID, NEW_PASSWORD, NEW_USERNAME, OK, ROLE, USER
 from vendhub.http.errors import forbidden, not_found
 from vendhub.http.keys import BODY_KEY, PARAMS_KEY
 from vendhub.http.view import ApiView, identity_of, operation, require
@@ -21,7 +21,7 @@ USER_CHANGES: dict[str, Any] = {
     "role": ROLE,
     "active": {"type": "boolean"},
     "machine_ids": {"type": "array", "items": MACHINE_ID, "maxItems": 10000},
-    "password": PASSWORD,
+    "password": NEW_PASSWORD,
 }
 
 
@@ -52,7 +52,7 @@ class UsersView(ApiView):
             "type": "object",
             "required": ["username", "password", "role"],
             "additionalProperties": False,
-            "properties": {"username": USERNAME, **USER_CHANGES},
+            "properties": {"username": NEW_USERNAME, **USER_CHANGES},
         },
         responses={201: USER, 409: None},
         tags=("users",),
