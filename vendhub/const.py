@@ -30,3 +30,18 @@ EVENT_ALARM_CLEARED: Final = "alarm_cleared"
 MATCH_ALL: Final = "*"
 
 STORAGE_DIR: Final = ".storage"
+
+# Fraud and anomaly detection (docs/anomaly.md). Fired by transports, payment integrations,
+# the API and the anomaly integration's services; the detectors in vendhub/anomaly listen.
+# A technician signed in at a machine: machine_id, user, duration (seconds; 0 signs out).
+EVENT_SERVICE_LOGIN: Final = "service_login"
+# A machine's transport connection came or went: machine_id, connection_id, transport,
+# remote (address), state ("connected", "disconnected"; "reset" drops a transport's all).
+EVENT_MACHINE_CONNECTION: Final = "machine_connection"
+# A payment was declined: machine_id, card_token (or token), reason, amount, currency.
+EVENT_PAYMENT_DECLINED: Final = "payment_declined"
+# A payment was refunded: machine_id, vend_id (when it refunds a vend), amount, currency.
+EVENT_PAYMENT_REFUNDED: Final = "payment_refunded"
+# Cash from a collection was counted: machine_id, amount (minor units), currency,
+# event_id (the cash_collected it counts, optional), counted_by.
+EVENT_CASH_COUNTED: Final = "cash_counted"

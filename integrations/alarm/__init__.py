@@ -112,7 +112,7 @@ async def _async_setup(hub: Hub) -> None:
     hub.services.async_register(DOMAIN, "raise", raise_alarm, RAISE_SCHEMA)
     hub.services.async_register(DOMAIN, "acknowledge", acknowledge, TARGET_SCHEMA)
     hub.services.async_register(DOMAIN, "clear", clear, TARGET_SCHEMA)
-    hub.services.async_register(DOMAIN, "list", list_alarms, LIST_SCHEMA)
+    hub.services.async_register(DOMAIN, "list", list_alarms, LIST_SCHEMA, read_only=True)
 
 
 @hookimpl

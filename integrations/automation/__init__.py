@@ -198,7 +198,7 @@ async def _async_setup(hub: Hub, configs: list[Mapping[str, Any]]) -> None:
     hub.services.async_register(DOMAIN, "turn_on", turn_on, TARGET)
     hub.services.async_register(DOMAIN, "turn_off", turn_off, TARGET)
     hub.services.async_register(DOMAIN, "reload", reload, vol.Schema({}))
-    hub.services.async_register(DOMAIN, "traces", traces, TRACES_SCHEMA)
+    hub.services.async_register(DOMAIN, "traces", traces, TRACES_SCHEMA, read_only=True)
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""The simulator's services: force a sale, restock, open or close a door, stop a compressor."""
+"""The simulator's services: force a sale, restock, open or close a door, stop a compressor,
+lock slots, and change a machine's mode, prices and planogram (``set_config``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from vendhub.config.validators import boolean, slug, string
+from vendhub.config.validators import (
+    boolean,
+    money_minor_units,
+    non_negative_int,
+    positive_int,
+    slug,
+    string,
+)
 from vendhub.core.errors import InvalidServiceData
-from vendhub.machine.virtual import PAYMENT_METHODS, UnknownSlot, VirtualMachine
+from vendhub.helpers.entity_platform import async_add_entities
+from vendhub.machine import protocol
+from vendhub.machine.entities import SlotEntity
+from vendhub.machine.virtual import PAYMENT_METHODS, Slot, UnknownSlot, VirtualMachine
 
 from .const import (
     DOMAIN,
@@ -46,10 +57,31 @@ LOCK_SLOTS_SCHEMA = vol.Schema(
 SET_COMPRESSOR_SCHEMA = vol.Schema(
     {vol.Required("machine_id"): slug, vol.Required("enabled"): boolean}
 )
+SERVICE_SET_CONFIG = "set_config"
+# As mqtt.publish_config's data: the mode, and per slot the changes to its plan.
+SLOT_CHANGES_SCHEMA = vol.Schema(
+    {
+        vol.Optional("product"): vol.All(string, vol.Length(min=1, max=255)),
+        vol.Optional("price"): money_minor_units,
+        vol.Optional("capacity"): positive_int,
+        vol.Optional("par"): non_negative_int,
+    }
+)
+SET_CONFIG_SCHEMA = vol.Schema(
+    {
+        vol.Required("machine_id"): slug,
+        vol.Optional("mode"): vol.In(
+            protocol.MODES, msg=f"expected one of {', '.join(protocol.MODES)}"
+        ),
+        # Slot codes as the protocol allows them (new slots too), as mqtt.publish_config.
+        vol.Optional("slots"): {protocol.SLOT_CODE: SLOT_CHANGES_SCHEMA},
+    }
+)
 
 
 def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
-    """Register ``simulator.vend``, ``restock``, ``set_door`` and ``set_compressor``."""
+    """Register ``simulator.vend``, ``restock``, ``set_door``, ``set_compressor``,
+    ``lock_slots`` and ``set_config``."""
 
     def target(call: ServiceCall) -> tuple[str, VirtualMachine, str | None]:
         """The call's machine id, machine, and slot code (None when the call names no slot)."""
@@ -119,9 +151,121 @@ def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
         await runtime.async_feed(machine_id, messages, call.context)
         return {"machine_id": machine_id, "slots": dict(messages[-1]["data"]["slots"])}
 
+    def slot_plans(
+        call: ServiceCall, machine_id: str, machine: VirtualMachine
+    ) -> dict[str, dict[str, Any]]:
+        """The new plan of every slot the call changes, checked before anything changes."""
+        bundle = runtime.entities[machine_id]
+        plans: dict[str, dict[str, Any]] = {}
+        for code, changes in call.data.get("slots", {}).items():
+            try:
+                own: str | None = runtime.slot_code(machine, code)
+            except UnknownSlot:
+                own = None
+            if own is None:
+                missing = [key for key in ("product", "price", "capacity") if key not in changes]
+                if missing:
+                    raise InvalidServiceData(
+                        DOMAIN,
+                        call.service,
+                        f"machine {machine_id} has no slot {code!r}; to add it, give its "
+                        f"{', '.join(missing)}",
+                    )
+                if any(other.lower() == code.lower() for other in plans):
+                    raise InvalidServiceData(
+                        DOMAIN, call.service, f"slot {code!r} is given twice (codes ignore case)"
+                    )
+                plan = dict(changes)
+                plan.setdefault("par", max(1, plan["capacity"] // 4))
+                plans[code] = plan
+                continue
+            slot, entity = machine.slots[own], bundle.slot(own)
+            plan = {
+                "product": changes.get("product", slot.product),
+                "price": changes.get("price", slot.price),
+                "capacity": changes.get("capacity", slot.capacity),
+                "par": entity.par if entity is not None else max(1, slot.capacity // 4),
+            }
+            plan["par"] = changes.get("par", min(plan["par"], plan["capacity"]))
+            plans[own] = plan
+        for code, plan in plans.items():
+            if plan["par"] > plan["capacity"]:
+                raise InvalidServiceData(
+                    DOMAIN,
+                    call.service,
+                    f"slot {code}: par may be at most its capacity {plan['capacity']}, "
+                    f"got {plan['par']}",
+                )
+        return plans
+
+    async def set_config(call: ServiceCall) -> dict[str, Any]:
+        """Change a machine's mode or its slots' product, price, capacity and par.
+
+        The same data as mqtt.publish_config; a virtual machine applies it at once. New slot
+        codes add slots (empty until restocked). The mode is shown on ``machine.<id>`` only:
+        the virtual machine keeps selling in every mode.
+        """
+        machine_id, machine, _ = target(call)
+        plans = slot_plans(call, machine_id, machine)
+        bundle = runtime.entities[machine_id]
+        change = call.context.child()
+        if "mode" in call.data:
+            bundle.machine.mode = call.data["mode"]
+            bundle.machine.async_write_state(change)
+        new_slots: list[SlotEntity] = []
+        for code, plan in plans.items():
+            slot = machine.slots.get(code)
+            if slot is None:
+                slot = machine.slots[code] = Slot(
+                    code, plan["product"], plan["price"], plan["capacity"], stock=0
+                )
+            else:
+                slot.product, slot.price, slot.capacity = (
+                    plan["product"],
+                    plan["price"],
+                    plan["capacity"],
+                )
+                slot.stock = min(slot.stock, slot.capacity)
+            entity = bundle.slot(code)
+            if entity is None:
+                entity = SlotEntity(
+                    bundle.machine.info,
+                    code,
+                    plan["product"],
+                    plan["price"],
+                    plan["capacity"],
+                    slot.stock,
+                    plan["par"],
+                )
+                entity.set_available(bundle.machine.online)
+                bundle.add_slot(entity)
+                new_slots.append(entity)
+                continue
+            entity.set_plan(plan["product"], plan["price"], plan["capacity"], plan["par"])
+            if entity.stock > slot.stock:
+                entity.set_stock(slot.stock)
+            entity.async_write_state(change)
+        if new_slots:
+            await async_add_entities(hub, DOMAIN, new_slots)
+        return {
+            "machine_id": machine_id,
+            "mode": bundle.machine.mode,
+            "slots": {
+                code: {
+                    "product": entity.product,
+                    "price": entity.price,
+                    "capacity": entity.capacity,
+                    "par": entity.par,
+                }
+                for code, entity in bundle.slots.items()
+            },
+            "applied": True,
+        }
+
     register = hub.services.async_register
     register(DOMAIN, SERVICE_VEND, vend, VEND_SCHEMA)
     register(DOMAIN, SERVICE_RESTOCK, restock, RESTOCK_SCHEMA)
     register(DOMAIN, SERVICE_SET_DOOR, set_door, SET_DOOR_SCHEMA)
     register(DOMAIN, SERVICE_SET_COMPRESSOR, set_compressor, SET_COMPRESSOR_SCHEMA)
     register(DOMAIN, "lock_slots", lock_slots, LOCK_SLOTS_SCHEMA)
+    register(DOMAIN, SERVICE_SET_CONFIG, set_config, SET_CONFIG_SCHEMA)

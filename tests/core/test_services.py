@@ -100,3 +100,21 @@ async def test_remove_domain(hub: Hub) -> None:
     assert hub.services.async_remove_domain("demo") == 2
     assert not hub.services.has_service("demo", "a")
     assert "demo" not in hub.services.async_services()
+
+
+async def test_the_call_service_event_never_carries_a_secret(hub: Hub) -> None:
+    seen: list[Event] = []
+    hub.bus.async_listen("call_service", seen.append)
+    received: list[ServiceCall] = []
+    hub.services.async_register("demo", "login", received.append)
+    await hub.services.async_call(
+        "demo", "login", {"user": "anna", "password": "hunter2-secret", "nested": {"token": "t0k"}}
+    )
+    await hub.async_block_till_done()
+    assert received[0].data["password"] == "hunter2-secret"
+    data = seen[0].data["service_data"]
+    assert data["user"] == "anna"
+    assert "hunter2-secret" not in str(data) and "t0k" not in str(data)
+    await hub.services.async_call("demo", "login", {"user": "bob"})
+    await hub.async_block_till_done()
+    assert seen[1].data["service_data"] == {"user": "bob"}

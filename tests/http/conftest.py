@@ -86,3 +86,68 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     yield instance
     await instance.session.close()
     await instance.hub.async_stop()
+
+
+FLEET = {
+    "tick": 3600,
+    "summary_interval": 0,
+    "machines": [
+        {
+            "id": "lobby_1",
+            "name": "Lobby",
+            "refrigerated": True,
+            "jam_rate": 0,
+            "failure_rate": 0,
+            "slots": {
+                "A1": {"product": "Cola", "price": 150, "capacity": 10},
+                "A2": {"product": "Water", "price": 120, "capacity": 10},
+            },
+        },
+        {
+            "id": "gym_2",
+            "name": "Gym",
+            "jam_rate": 0,
+            "failure_rate": 0,
+            "slots": {"A1": {"product": "Juice", "price": 200, "capacity": 8}},
+        },
+    ],
+}
+
+
+async def start_fleet_api(tmp_path: Path, *, recorder: bool = True) -> Api:
+    """The API of a hub with the entity registries, a SQLite recorder (unless ``recorder``
+    is False) and two simulated machines, ``lobby_1`` (slots A1 Cola, A2 Water, refrigerated)
+    and ``gym_2`` (A1 Juice), whose vends go through the machine link into the ledger."""
+    from vendhub.recorder.recorder import Recorder, RecorderConfig
+    from vendhub.registry import async_load_registries
+    from vendhub_integrations.simulator import vendhub_config_schema as simulator_schema
+    from vendhub_integrations.simulator import vendhub_setup as simulator_setup
+
+    hub = Hub(tmp_path)
+    await async_load_registries(hub)
+    if recorder:
+        instance = Recorder(
+            hub, RecorderConfig(db_url=f"sqlite:///{tmp_path / 'vendhub.db'}", commit_interval=0.1)
+        )
+        await instance.async_start()
+        hub.data["recorder"] = instance
+    assert await simulator_setup(hub=hub, config=simulator_schema()(FLEET))
+    assert await async_setup(hub, CONFIG_SCHEMA({"server_host": "127.0.0.1", "server_port": 0}))
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    return Api(hub, get_http(hub).url, session)
+
+
+async def stop_fleet_api(instance: Api) -> None:
+    await instance.session.close()
+    await instance.hub.async_stop()
+    recorder = instance.hub.data.get("recorder")
+    if recorder is not None:
+        await recorder.async_stop()
+
+
+@pytest.fixture
+async def fleet_api(tmp_path: Path) -> AsyncIterator[Api]:
+    """``start_fleet_api``: registries, a SQLite recorder, two simulated machines, the API."""
+    instance = await start_fleet_api(tmp_path)
+    yield instance
+    await stop_fleet_api(instance)

@@ -14,6 +14,7 @@ from vendhub.const import EVENT_CALL_SERVICE, EVENT_SERVICE_REGISTERED, EVENT_SE
 from vendhub.core.context import Context
 from vendhub.core.errors import InvalidServiceData, ServiceNotFound
 from vendhub.core.states import ReadOnlyDict
+from vendhub.util.redact import redact_data, secret_values
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 ServiceHandler = Callable[["ServiceCall"], Any]
+# Called with (the handler's result, None) or (None, the exception) when a call ends.
+CallFinished = Callable[[Any, "BaseException | None"], None]
+# Called as a call starts; what it returns (if not None) is called when the call ends.
+CallObserver = Callable[["ServiceCall", "Service"], "CallFinished | None"]
 
 
 class ServiceCall:
@@ -43,7 +48,15 @@ class ServiceCall:
 class Service:
     """A registered service: its handler and the schema its data must match."""
 
-    __slots__ = ("description", "domain", "handler", "is_coroutine_function", "schema", "service")
+    __slots__ = (
+        "description",
+        "domain",
+        "handler",
+        "is_coroutine_function",
+        "read_only",
+        "schema",
+        "service",
+    )
 
     def __init__(
         self,
@@ -52,11 +65,14 @@ class Service:
         handler: ServiceHandler,
         schema: vol.Schema | None,
         description: str,
+        read_only: bool = False,
     ) -> None:
         self.domain = domain
         self.service = service
         self.handler = handler
         self.schema = schema
+        # Only reads (a query, a list): it changes nothing, so the audit log leaves it out.
+        self.read_only = read_only
         self.description = description or (inspect.getdoc(handler) or "").split("\n")[0]
         self.is_coroutine_function = asyncio.iscoroutinefunction(handler)
 
@@ -77,6 +93,7 @@ class ServiceRegistry:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._services: dict[str, dict[str, Service]] = {}
+        self._observers: tuple[CallObserver, ...] = ()
 
     def async_register(
         self,
@@ -85,17 +102,21 @@ class ServiceRegistry:
         handler: ServiceHandler,
         schema: vol.Schema | Mapping[Any, Any] | None = None,
         description: str = "",
+        *,
+        read_only: bool = False,
     ) -> None:
         """Register ``domain.service``; its data is validated with ``schema`` before each call.
 
         ``handler`` is a callback or a coroutine function taking a ServiceCall; what it returns
         is the result of a blocking call. Registering an existing name replaces it.
+        ``read_only=True`` says the service only reads (a query): the audit log, which keeps
+        every call that changes something, leaves it out.
         """
         domain, service = domain.lower(), service.lower()
         if schema is not None and not isinstance(schema, vol.Schema):
             schema = vol.Schema(schema)
         self._services.setdefault(domain, {})[service] = Service(
-            domain, service, handler, schema, description
+            domain, service, handler, schema, description, read_only
         )
         self._hub.bus.async_fire(EVENT_SERVICE_REGISTERED, {"domain": domain, "service": service})
 
@@ -119,6 +140,24 @@ class ServiceRegistry:
     def has_service(self, domain: str, service: str) -> bool:
         """Return whether ``domain.service`` is registered."""
         return service.lower() in self._services.get(domain.lower(), {})
+
+    def is_read_only(self, domain: str, service: str) -> bool:
+        """Return whether ``domain.service`` was registered as read-only."""
+        return self._lookup(domain.lower(), service.lower()).read_only
+
+    def async_observe_calls(self, observer: CallObserver) -> Callable[[], None]:
+        """Call ``observer(call, service)`` as each call starts (after its data is validated
+        and ``call_service`` fired, before the handler runs); when it returns a callable,
+        that is called with ``(result, None)`` or ``(None, exception)`` when the call ends,
+        blocking or not. Observers must be quick and must not raise (what they raise is
+        logged, and the call goes on). Returns a callable that stops observing.
+        """
+        self._observers = (*self._observers, observer)
+
+        def stop() -> None:
+            self._observers = tuple(item for item in self._observers if item is not observer)
+
+        return stop
 
     def async_services(self) -> dict[str, dict[str, Service]]:
         """Return a copy of every registered service, by domain."""
@@ -161,17 +200,24 @@ class ServiceRegistry:
         data = self._validate(entry, service_data)
         context = context or Context()
         call = ServiceCall(domain, service, data, context)
+        # The event is recorded and sent to WebSocket subscribers: never with a password in it.
+        shown = redact_data(call.data) if secret_values(call.data) else call.data
         self._hub.bus.async_fire(
             EVENT_CALL_SERVICE,
-            {"domain": domain, "service": service, "service_data": call.data},
+            {"domain": domain, "service": service, "service_data": shown},
             context=context,
         )
+        run = (
+            self._run_observed(entry, call, self._observe(entry, call))
+            if self._observers
+            else self._run(entry, call)
+        )
         if not blocking:
-            self._hub.async_create_task(self._run(entry, call), name=f"service {domain}.{service}")
+            self._hub.async_create_task(run, name=f"service {domain}.{service}")
             return None
         if timeout is None:
-            return await self._run(entry, call)
-        return await asyncio.wait_for(self._run(entry, call), timeout)
+            return await run
+        return await asyncio.wait_for(run, timeout)
 
     async def _run(self, entry: Service, call: ServiceCall) -> Any:
         if entry.is_coroutine_function:
@@ -180,3 +226,34 @@ class ServiceRegistry:
         if inspect.isawaitable(result):
             return await result
         return result
+
+    def _observe(self, entry: Service, call: ServiceCall) -> list[CallFinished]:
+        finishers = []
+        for observer in self._observers:
+            try:
+                finished = observer(call, entry)
+            except Exception:
+                _LOGGER.exception("Service call observer %r failed", observer)
+                continue
+            if finished is not None:
+                finishers.append(finished)
+        return finishers
+
+    async def _run_observed(
+        self, entry: Service, call: ServiceCall, finishers: list[CallFinished]
+    ) -> Any:
+        try:
+            result = await self._run(entry, call)
+        except BaseException as error:
+            _finish(finishers, None, error)
+            raise
+        _finish(finishers, result, None)
+        return result
+
+
+def _finish(finishers: list[CallFinished], result: Any, error: BaseException | None) -> None:
+    for finished in finishers:
+        try:
+            finished(result, error)
+        except Exception:
+            _LOGGER.exception("Service call observer %r failed at the end of a call", finished)

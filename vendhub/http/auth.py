@@ -26,6 +26,7 @@ from vendhub.http.keys import (
     SESSION_COOKIE,
     SESSION_KEY,
 )
+from vendhub.recorder.audit import audit_remote_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_MAX_AGE = 90 * 86_400
@@ -66,7 +67,9 @@ def auth_middleware(auth: AuthManager) -> Any:
             else:
                 request[IDENTITY_KEY] = identity
                 request[SESSION_KEY] = True
-        return await handler(request)
+        # What the request (or its WebSocket) changes is audited with where it came from.
+        with audit_remote_address(request.remote):
+            return await handler(request)
 
     return authenticate
 

@@ -19,6 +19,8 @@ _ERROR_TEXT = {
     413: "The body is too large.",
     415: "The body is not JSON.",
     429: "Too many attempts; see Retry-After.",
+    503: "What the operation needs is not set up or cannot be reached now; the message says what.",
+    504: "The machine or service did not answer in time.",
 }
 
 
@@ -68,7 +70,8 @@ def _operation(route: Route, method: str, spec: Operation) -> dict[str, Any]:
     for status, schema in sorted(spec.responses.items()):
         answer: dict[str, Any] = {"description": _ERROR_TEXT.get(status, "Success.")}
         if schema is not None:
-            answer["content"] = {"application/json": {"schema": schema}}
+            media_type = spec.media_type if status < 300 else "application/json"
+            answer["content"] = {media_type: {"schema": schema}}
         responses[str(status)] = answer
     for status in sorted(_error_statuses(route, spec)):
         responses.setdefault(

@@ -121,7 +121,8 @@ class HttpServer:
     async def async_start(self) -> None:
         """Listen; raises HttpStartError with one clear sentence when it cannot."""
         context = self._ssl_context()
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # A long query (many entity ids) must reach our handlers, which answer it properly.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, max_line_size=65536)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port, ssl_context=context)
         try:

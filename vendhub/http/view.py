@@ -54,6 +54,8 @@ class Operation:
     websocket: bool = False
     """A WebSocket endpoint: an upgrade request needs no identity (the connection signs in
     with its first message); any other request is checked as usual."""
+    media_type: str = "application/json"
+    """The content type of the success answers (``text/plain`` for the metrics)."""
 
     def validators(self) -> tuple[Draft202012Validator | None, Draft202012Validator | None]:
         query = None

@@ -97,7 +97,7 @@ def register_services(hub: Hub, runtime: NotifyRuntime) -> None:
     services.async_register(
         DOMAIN, SERVICE_SEND, send, send_schema(dispatcher.targets, runtime.broken_targets)
     )
-    services.async_register(DOMAIN, SERVICE_DEAD_LETTERS, dead_letters, {})
+    services.async_register(DOMAIN, SERVICE_DEAD_LETTERS, dead_letters, {}, read_only=True)
     services.async_register(
         DOMAIN, SERVICE_RESEND_DEAD_LETTERS, resend_dead_letters, DEAD_LETTER_IDS_SCHEMA
     )

@@ -1,4 +1,4 @@
-"""Reading the recorder: state history, statistics, transactions and payments.
+"""Reading the recorder: state history, statistics, transactions, payments, the audit log.
 
 Every function is synchronous and takes a SQLAlchemy ``Session`` or ``Connection``: run it in
 the recorder's thread or an executor (``Recorder.async_query``), never in the event loop.
@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 from sqlalchemy import Connection, Row, case, func, null, select
 from sqlalchemy.orm import Session, aliased
 
+from vendhub.recorder.models.auth import AuditLogEntry
 from vendhub.recorder.models.history import StateAttributes, States, StatesMeta
 from vendhub.recorder.models.ledger import Payment, VendTransaction
 from vendhub.recorder.models.statistics import SalesStatistic, SensorStatistic
@@ -36,6 +37,7 @@ _SALES_TABLE = SalesStatistic.__table__
 _SENSORS_TABLE = SensorStatistic.__table__
 _TRANSACTIONS_TABLE = VendTransaction.__table__
 _PAYMENTS_TABLE = Payment.__table__
+_AUDIT_TABLE = AuditLogEntry.__table__
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -207,6 +209,42 @@ class PaymentRow:
             "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
             "context_id": self.context_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One entry of the audit log: who did what to which target, before and after.
+
+    ``before`` and ``after`` are the stored JSON, parsed (secrets were redacted on the way in).
+    """
+
+    id: int
+    time: datetime
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    before: Any
+    after: Any
+    context_id: str | None
+    remote_address: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "actor_type": self.actor_type,
+            "actor_id": self.actor_id,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "before": self.before,
+            "after": self.after,
+            "context_id": self.context_id,
+            "remote_address": self.remote_address,
         }
 
 
@@ -642,6 +680,69 @@ def payments(
             created=utc_datetime(row.created_ts),
             updated=utc_datetime(row.updated_ts),
             context_id=_context_hex(row.context_id),
+        )
+        for row in rows[:limit]
+    ]
+    return Page(items, items[-1].id if len(rows) > limit else None)
+
+
+# ---- the audit log -----------------------------------------------------------------------------
+
+
+def audit_log(
+    session: SessionOrConnection,
+    *,
+    actor_type: str | None = None,
+    actor_id: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> Page[AuditRow]:
+    """Audit log entries, newest (highest id) first, ``limit`` (1 to 1000) per page.
+
+    Every filter given must match exactly; ``since``/``until`` bound the entry's time as
+    [since, until). Pagination as in ``transactions``. The (actor_type, actor_id, ts),
+    (target_type, target_id, ts) and ts indexes serve the usual questions: what did this
+    user do, what happened to this machine, what happened yesterday.
+    """
+    _check_limit(limit)
+    conditions = []
+    for column, value in (
+        (AuditLogEntry.actor_type, actor_type),
+        (AuditLogEntry.actor_id, actor_id),
+        (AuditLogEntry.target_type, target_type),
+        (AuditLogEntry.target_id, target_id),
+        (AuditLogEntry.action, action),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if since is not None:
+        conditions.append(AuditLogEntry.ts >= timestamp_of(since, "since"))
+    if until is not None:
+        conditions.append(AuditLogEntry.ts < timestamp_of(until, "until"))
+    if before_id is not None:
+        conditions.append(AuditLogEntry.id < before_id)
+    statement = (
+        select(_AUDIT_TABLE).where(*conditions).order_by(AuditLogEntry.id.desc()).limit(limit + 1)
+    )
+    rows = list(session.execute(statement))
+    items = [
+        AuditRow(
+            id=row.id,
+            time=utc_datetime(row.ts),
+            actor_type=row.actor_type,
+            actor_id=row.actor_id,
+            action=row.action,
+            target_type=row.target_type,
+            target_id=row.target_id,
+            before=None if row.before is None else json.loads(row.before),
+            after=None if row.after is None else json.loads(row.after),
+            context_id=_context_hex(row.context_id),
+            remote_address=row.remote_address,
         )
         for row in rows[:limit]
     ]

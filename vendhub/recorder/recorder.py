@@ -24,7 +24,7 @@ from vendhub.const import (
 from vendhub.core.timers import async_track_point_in_time, async_track_time_interval
 from vendhub.recorder.engine import default_db_url, make_engine, redact_url
 from vendhub.recorder.ledger import MONEY_EVENTS, MoneyRecord
-from vendhub.recorder.writer import Job, RecorderWriter, WriterSettings, WriterStats
+from vendhub.recorder.writer import DurableRecord, Job, RecorderWriter, WriterSettings, WriterStats
 from vendhub.util.dt import utcnow
 
 if TYPE_CHECKING:
@@ -278,6 +278,12 @@ class Recorder:
         waiter: asyncio.Future[MoneyRecord] = self.hub.loop.create_future()
         self._money_waiters.setdefault((machine_id, event_id), []).append(waiter)
         return await asyncio.wait_for(waiter, timeout)
+
+    def async_write_durable(self, record: DurableRecord) -> None:
+        """Queue ``record`` to be written with the money events and committed at once."""
+        if self._stopped:
+            raise RecorderNotRunning("the recorder stopped")
+        self.queue.put(("m", record))
 
     async def async_flush(self, timeout: float | None = 30) -> None:
         """Commit everything queued so far (tests, shutdown, before a query that must see it)."""

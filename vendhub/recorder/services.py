@@ -1,4 +1,7 @@
-"""The recorder's services: history, statistics, the ledger, purge and compile on demand."""
+"""The recorder's services: history, statistics, the ledger, the audit log, purge on demand.
+
+The queries are registered read-only, so the audit log leaves them out; purge is audited.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from vendhub.config import validators as cv
+from vendhub.core.context import ACTOR_TYPES
 from vendhub.core.errors import InvalidServiceData
 from vendhub.recorder import queries
+from vendhub.recorder.audit import async_start_auditing
 from vendhub.util.dt import utcnow
 
 if TYPE_CHECKING:
@@ -61,6 +66,17 @@ PAYMENTS_SCHEMA = vol.Schema(
     {**_LEDGER_FILTERS, vol.Optional("status"): cv.string, vol.Optional("provider"): cv.string}
 )
 PURGE_SCHEMA = vol.Schema({vol.Optional("keep_days"): cv.non_negative_int})
+AUDIT_LOG_FILTERS = ("actor_type", "actor_id", "target_type", "target_id", "action")
+AUDIT_LOG_SCHEMA = vol.Schema(
+    {
+        vol.Optional("actor_type"): vol.In(ACTOR_TYPES),
+        **{vol.Optional(key): cv.string for key in AUDIT_LOG_FILTERS if key != "actor_type"},
+        vol.Optional("since"): cv.aware_datetime,
+        vol.Optional("until"): cv.aware_datetime,
+        vol.Optional("limit", default=100): vol.All(cv.positive_int, vol.Range(max=1000)),
+        vol.Optional("before_id"): cv.positive_int,
+    }
+)
 
 
 def _range(call: ServiceCall, default_days: int = 1) -> tuple[Any, Any]:
@@ -131,6 +147,16 @@ def register_services(hub: Hub, recorder: Recorder) -> None:
 
         return handler
 
+    async def audit_log(call: ServiceCall) -> dict[str, Any]:
+        """Audit log entries, newest first, with filters and pagination."""
+        filters = {
+            key: call.data[key]
+            for key in (*AUDIT_LOG_FILTERS, "since", "until", "limit", "before_id")
+            if key in call.data
+        }
+        page = await recorder.async_query(lambda session: queries.audit_log(session, **filters))
+        return page.as_dict()
+
     async def purge(call: ServiceCall) -> dict[str, Any]:
         """Purge history now (default: older than the configured keep_days)."""
         result = await recorder.async_purge(call.data.get("keep_days"))
@@ -138,15 +164,16 @@ def register_services(hub: Hub, recorder: Recorder) -> None:
 
     common = ("machine_id", "method", "start", "end", "limit", "before_id")
     register = hub.services.async_register
-    register(DOMAIN, "history", history, HISTORY_SCHEMA)
-    register(DOMAIN, "sales", sales, SALES_SCHEMA)
-    register(DOMAIN, "sensor_statistics", sensor_statistics, SENSOR_SCHEMA)
+    register(DOMAIN, "history", history, HISTORY_SCHEMA, read_only=True)
+    register(DOMAIN, "sales", sales, SALES_SCHEMA, read_only=True)
+    register(DOMAIN, "sensor_statistics", sensor_statistics, SENSOR_SCHEMA, read_only=True)
     register(
         DOMAIN,
         "transactions",
         ledger_service(queries.transactions, (*common, "product", "outcome")),
         TRANSACTIONS_SCHEMA,
         "Vend transactions, newest first, with filters and pagination.",
+        read_only=True,
     )
     register(
         DOMAIN,
@@ -154,5 +181,10 @@ def register_services(hub: Hub, recorder: Recorder) -> None:
         ledger_service(queries.payments, (*common, "status", "provider")),
         PAYMENTS_SCHEMA,
         "Payments, newest first, with filters and pagination.",
+        read_only=True,
     )
+    register(DOMAIN, "audit_log", audit_log, AUDIT_LOG_SCHEMA, read_only=True)
     register(DOMAIN, "purge", purge, PURGE_SCHEMA)
+    # Every other service call that may change something is audited while this recorder
+    # runs (until its audit_log service is removed).
+    async_start_auditing(hub)

@@ -20,7 +20,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -42,6 +42,22 @@ _LOGGER = logging.getLogger(__name__)
 _ATTRIBUTE_CACHE_SIZE = 8192
 _ORIGINS = {EventOrigin.local: 0, EventOrigin.remote: 1}
 _DRAIN_LIMIT = 20_000  # items taken from the queue before the writer looks at its clock again
+
+
+class DurableRecord(Protocol):
+    """A row that must not wait for the history commit (the audit log's): the writer writes
+    it with the money events, in their transaction, committed at once.
+
+    ``write`` must raise nothing but the driver's connection errors (a row the database
+    refuses would stop the money with it): check and trim values before queueing.
+    ``committed`` is called in the writer thread after the commit and must not raise.
+    """
+
+    def write(self, connection: Connection) -> None:
+        """Insert the row (inside the writer's transaction; do not commit)."""
+
+    def committed(self) -> None:
+        """The row is committed."""
 
 
 class Job:
@@ -117,7 +133,7 @@ class RecorderWriter(threading.Thread):
         self._connection: Connection | None = None
         self._pending_states: list[Event] = []
         self._pending_events: list[Event] = []
-        self._pending_money: list[Event] = []
+        self._pending_money: list[Event | DurableRecord] = []
         self._jobs: list[Job] = []
         self._flush_waiters: list[Callable[[], None]] = []
         self._stopping = False
@@ -506,10 +522,15 @@ class RecorderWriter(threading.Thread):
         assert connection is not None
         events = self._pending_money
         records: list[MoneyRecord] = []
+        durable: list[DurableRecord] = []
         try:
             with connection.begin():
                 for event in events:
-                    records.append(write_money_event(connection, event))
+                    if isinstance(event, Event):
+                        records.append(write_money_event(connection, event))
+                    else:
+                        event.write(connection)
+                        durable.append(event)
         except (OperationalError, DBAPIError) as error:
             if isinstance(error, IntegrityError):
                 raise
@@ -520,7 +541,13 @@ class RecorderWriter(threading.Thread):
         self.stats.money_written += written
         self.stats.money_duplicates += len(records) - written
         self.stats.commits += 1
-        self._on_money_recorded(records)
+        for record in durable:
+            try:
+                record.committed()
+            except Exception:
+                _LOGGER.exception("Recorder: acknowledging a committed record failed")
+        if records:
+            self._on_money_recorded(records)
 
     # ---- jobs --------------------------------------------------------------------------
 

@@ -16,6 +16,18 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "health",
     "auth",
     "users",
+    "config",
+    "states",
+    "history",
+    "ledger",
+    "stock",
+    "audit",
+    "metrics",
+    "machines",
+    "catalog",
+    "alarms",
+    "automations",
+    "services",
 )
 
 
