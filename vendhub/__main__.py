@@ -182,7 +182,9 @@ def _add_machine_commands(commands: argparse._SubParsersAction[argparse.Argument
         metavar="URL",
         help="the hub's broker: mqtt://[USER:PASSWORD@]HOST[:PORT] or mqtts:// for TLS "
         "(default: mqtt://127.0.0.1:1883); a USER:PASSWORD here is used by every machine, "
-        "which a broker with one user per machine refuses: use --credentials there",
+        "which a broker with one user per machine refuses: use --credentials there. "
+        "http(s)://HOST[:PORT] (default port 8700): the hub's HTTP transport, no broker; "
+        "each machine signs in with its own credentials (--credentials)",
     )
     sim.add_argument(
         "--credentials",
@@ -281,6 +283,14 @@ def _add_machine_commands(commands: argparse._SubParsersAction[argparse.Argument
         metavar="DIR",
         help="the folder holding agent.yaml (default: ./agent)",
     )
+    agent.add_argument(
+        "--hub",
+        default=None,
+        metavar="URL",
+        help="connect here instead of agent.yaml's broker: mqtt(s)://HOST[:PORT], or "
+        "http(s)://HOST[:PORT] for the hub's HTTP transport (no broker; the machine signs in "
+        "with its credentials). USER:PASSWORD@ in the URL, else agent.yaml's, are used",
+    )
 
 
 def configure_logging(level: str) -> None:
@@ -356,6 +366,12 @@ def simulate(args: argparse.Namespace) -> int:
             "--credentials FILE to keep their passwords in"
         )
         return 2
+    if hub.transport == "http" and args.credentials is None and hub.password is None:
+        log.error(
+            "Cannot simulate: over the hub's HTTP transport every machine signs in with its own "
+            "credentials: give --credentials FILE (with --config DIR to issue them)"
+        )
+        return 2
     if args.credentials is not None and hub.username is not None:
         log.error(
             "Cannot simulate: with --credentials every machine connects as its own user; "
@@ -428,10 +444,14 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def agent(config_dir: str) -> int:
-    """Run one machine agent from ``<config_dir>/agent.yaml`` until Ctrl+C or SIGTERM."""
+def agent(config_dir: str, hub_url: str | None = None) -> int:
+    """Run one machine agent from ``<config_dir>/agent.yaml`` until Ctrl+C or SIGTERM.
+
+    ``hub_url`` (``--hub``) replaces the broker of agent.yaml (``http(s)://``: the hub's HTTP
+    transport), keeping its username and password unless the URL has its own.
+    """
     from vendhub.machine.agent_config import build_agent, load_agent_config
-    from vendhub.machine.simulate import run_until_signalled
+    from vendhub.machine.simulate import parse_hub_url, run_until_signalled
 
     log = logging.getLogger("vendhub.agent")
     try:
@@ -443,14 +463,30 @@ def agent(config_dir: str) -> int:
             "\n  ".join(str(issue) for issue in error.issues),
         )
         return 1
+    if hub_url is not None:
+        try:
+            address = parse_hub_url(hub_url)
+        except ValueError as error:
+            log.error("Cannot start the agent: %s", error)
+            return 2
+        broker = config["broker"]
+        config["broker"] = {
+            "host": address.host,
+            "port": address.port,
+            "username": address.username or broker.get("username"),
+            "password": address.password or broker.get("password"),
+            "tls": address.tls,
+            "transport": address.transport,
+        }
 
     async def run_agent() -> None:
         simulation = build_agent(config)
         log.info(
-            "Agent of machine %s (simulated) for %s:%s; outbox %s",
+            "Agent of machine %s (simulated) for %s:%s%s; outbox %s",
             config["machine_id"],
             config["broker"]["host"],
             config["broker"]["port"],
+            " (HTTP transport)" if config["broker"].get("transport") == "http" else "",
             config["outbox"],
         )
         await run_until_signalled(simulation)
@@ -567,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             return simulate(args)
         if args.command == "agent":
-            return agent(args.config)
+            return agent(args.config, args.hub)
         if args.command == "machine":
             return machine_credentials(args)
         if args.command == "certs":

@@ -17,6 +17,7 @@ from vendhub.auth.lockout import LockoutSettings
 from vendhub.auth.manager import DATA_AUTH, AuthManager, AuthSettings
 from vendhub.config import validators as cv
 from vendhub.http.api import all_views
+from vendhub.http.frontend import register_frontend
 from vendhub.http.server import DATA_HTTP, DEFAULT_PORT, HttpServer, HttpSettings, HttpStartError
 from vendhub.plugins import hookimpl
 
@@ -112,6 +113,7 @@ async def async_setup(hub: Hub, config: dict[str, Any]) -> bool:
     server = HttpServer(hub, settings, auth)
     for view in all_views():
         server.register_view(view)
+    register_frontend(server)
     try:
         await server.async_start()
     except HttpStartError as error:
@@ -119,6 +121,13 @@ async def async_setup(hub: Hub, config: dict[str, Any]) -> bool:
         return False
     hub.data[DATA_AUTH] = auth
     hub.data[DATA_HTTP] = server
+    _LOGGER.info(
+        "Operator console: %s/%s",
+        server.url,
+        " (from a phone or another computer: the same port on this machine's address)"
+        if settings.host in ("0.0.0.0", "::", "")
+        else "",
+    )
     if not auth.onboarded:
         _LOGGER.warning(
             "No user yet: open %s/ (or POST %s/api/onboarding) to create the owner",

@@ -6,6 +6,10 @@ shared ``vendhub.machine.link.MachineLink`` (the simulator uses the same link). 
 that announce themselves wait as pending until ``mqtt.adopt``. Events are acknowledged on
 ``<prefix>/<id>/ack``; sales and other ledger events only after the recorder has committed
 them. See ``README.md`` beside this file.
+
+Without a ``broker:`` block the hub starts its own broker first (``embedded_broker``: amqtt in
+this process, each machine logging in with its own credentials) and connects to it as
+``vendhub-hub`` with a password issued afresh at every start.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from vendhub.plugins import hookimpl
 
 from .const import DOMAIN
+from .http_transport import MachineHttpTransport
 from .runtime import MqttRuntime
-from .schema import CONFIG_SCHEMA
+from .schema import CONFIG_SCHEMA, uses_embedded_broker
 from .services import register_services
 
 if TYPE_CHECKING:
@@ -51,7 +56,10 @@ async def async_setup(hub: Hub, config: dict[str, Any]) -> bool:
     if DOMAIN in hub.data:
         _LOGGER.error("The MQTT link is set up already; unload it first")
         return False
-    runtime = MqttRuntime(hub, config)
+    if uses_embedded_broker(config):
+        runtime = await _async_runtime_on_embedded_broker(hub, config)
+    else:
+        runtime = MqttRuntime(hub, config)
     hub.data[DOMAIN] = runtime
     try:
         await runtime.async_setup()
@@ -60,6 +68,8 @@ async def async_setup(hub: Hub, config: dict[str, Any]) -> bool:
         await runtime.async_stop()
         raise
     register_services(hub, runtime)
+    # Machines without a broker: the same protocol over the HTTP API, when it runs.
+    MachineHttpTransport(hub, runtime).start()
     return True
 
 
@@ -67,4 +77,25 @@ async def async_unload(hub: Hub) -> None:
     """Disconnect and forget the runtime."""
     runtime: MqttRuntime | None = hub.data.pop(DOMAIN, None)
     if runtime is not None:
+        if runtime.http_transport is not None:
+            await runtime.http_transport.async_stop()
         await runtime.async_stop()
+
+
+async def _async_runtime_on_embedded_broker(hub: Hub, config: dict[str, Any]) -> MqttRuntime:
+    """Start the embedded broker; the runtime connects to it as the hub's user.
+
+    Raises ``EmbeddedBrokerError`` (one line saying what to change) when it cannot listen.
+    """
+    from vendhub.machine.credentials import CredentialStore
+
+    from .embedded_broker import EmbeddedBroker, EmbeddedBrokerSettings
+
+    # Only the hash is stored, and the hub needs the password itself to log in: a new one.
+    password = await CredentialStore(hub).async_ensure_hub_user(rotate=True)
+    assert password is not None
+    broker = EmbeddedBroker(hub, EmbeddedBrokerSettings.from_config(config), config["topic_prefix"])
+    await broker.async_start()
+    return MqttRuntime(
+        hub, config, settings=broker.hub_settings(config, password), embedded_broker=broker
+    )

@@ -24,6 +24,8 @@ from paho.mqtt.properties import Properties
 from vendhub.core.errors import VendHubError
 
 from .const import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY
+from .inflow import Inflow
+from .schema import MQTT_V311
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -133,8 +135,17 @@ class BrokerConnection:
 
     def _new_client(self) -> aiomqtt.Client:
         settings = self.settings
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = settings.session_expiry
+        session: dict[str, Any]
+        if settings.protocol_version == MQTT_V311:  # the embedded broker (amqtt)
+            session = {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+        else:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = settings.session_expiry
+            session = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": properties,
+            }
         tls_context = None
         if settings.tls:
             tls_context = ssl.create_default_context(cafile=settings.ca_certs)
@@ -149,13 +160,11 @@ class BrokerConnection:
             username=settings.username,
             password=settings.password,
             identifier=settings.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=properties,
             keepalive=settings.keepalive,
             timeout=max(5.0, float(settings.keepalive)),
             tls_context=tls_context,
             logger=logging.getLogger(f"{__name__}.paho"),
+            **session,
         )
 
     async def _async_run(self) -> None:
@@ -165,13 +174,16 @@ class BrokerConnection:
             client: aiomqtt.Client | None = None
             try:
                 client = self._new_client()
+                # amqtt (the embedded broker) times out deliveries whose PUBACK waits.
+                flow = Inflow(client, manual_ack=self.settings.protocol_version != MQTT_V311)
                 async with client:
                     self._client = client
                     self._session_ended = asyncio.get_running_loop().create_future()
                     await self._async_connected(client, attempt)
                     attempt = 0
-                    async for message in client.messages:
+                    async for message in flow.messages():
                         await self._async_deliver(message)
+                        flow.handled(message)
                 # The messages iterator ends only when the connection does.
                 raise aiomqtt.MqttError("the connection ended")
             except aiomqtt.MqttError as error:

@@ -44,6 +44,9 @@ from .schema import BrokerSettings
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
 
+    from .embedded_broker import EmbeddedBroker
+    from .http_transport import MachineHttpTransport
+
 _LOGGER = logging.getLogger(__name__)
 
 # Reasons a message is dropped, as counted by the link-errors sensors.
@@ -79,13 +82,22 @@ def _payload_bytes(payload: Any) -> bytes:
 class MqttRuntime:
     """What one set-up MQTT link owns; kept in ``hub.data["mqtt"]``."""
 
-    def __init__(self, hub: Hub, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        config: dict[str, Any],
+        *,
+        settings: BrokerSettings | None = None,
+        embedded_broker: EmbeddedBroker | None = None,
+    ) -> None:
         self.hub = hub
         self.config = config
         self.prefix: str = config["topic_prefix"]
         self.auto_adopt: bool = config["auto_adopt"]
         self.command_timeout: float = config["command_timeout"]
-        self.settings = BrokerSettings.from_config(config)
+        # An embedded broker (started by the caller) gives the settings of its listener.
+        self.embedded_broker = embedded_broker
+        self.settings = settings or BrokerSettings.from_config(config)
         self.directory = MachineDirectory(hub)
         self.link = MachineLink(hub)
         self.entities: dict[str, MachineEntities] = {}
@@ -103,6 +115,9 @@ class MqttRuntime:
             self._async_on_connect,
         )
         self.received = 0
+        # Machines on the HTTP transport (http_transport.py): acks, configs and commands go
+        # to a machine's live WebSocket when it has one, else over MQTT.
+        self.http_transport: MachineHttpTransport | None = None
         self._last_warning: dict[str | None, float] = {}
         # The last status of machines not adopted, also of those that did not announce yet.
         self._statuses: dict[str, str] = {}
@@ -135,6 +150,8 @@ class MqttRuntime:
     async def async_stop(self) -> None:
         """Disconnect cleanly, stop acking, fail waiting commands, save the machines."""
         await self.connection.async_stop()
+        if self.embedded_broker is not None:
+            await self.embedded_broker.async_stop()
         self.acks.stop()
         self.commands.cancel_all()
         for machine_id in list(self.entities):
@@ -152,17 +169,31 @@ class MqttRuntime:
 
     async def _async_publish_ack(self, machine_id: str, ids: list[str]) -> None:
         message = {"v": protocol.PROTOCOL_VERSION, "ids": ids}
+        if self.http_transport is not None and await self.http_transport.async_deliver_ack(
+            machine_id, message
+        ):
+            return
         await self.connection.async_publish(
             self.topic(machine_id, protocol.KIND_ACK), protocol.encode(message), qos=1
         )
 
     async def _async_publish_command(self, machine_id: str, kind: str, payload: bytes) -> None:
+        if self.http_transport is not None and await self.http_transport.async_deliver(
+            machine_id, kind, payload
+        ):
+            return
         await self.connection.async_publish(self.topic(machine_id, kind), payload, qos=1)
 
     async def _async_on_connect(self) -> None:
-        """Publish the configs that changed while the broker could not be reached."""
+        """Publish the configs that changed while the broker could not be reached.
+
+        The embedded broker keeps no retained messages across a hub restart: every config.
+        """
+        every = self.embedded_broker is not None
         for record in self.directory.adopted():
-            if record.config is not None and record.config_published < record.config["version"]:
+            if record.config is not None and (
+                every or record.config_published < record.config["version"]
+            ):
                 await self._async_publish_config(record)
 
     # ---- receiving -----------------------------------------------------------------------
@@ -187,6 +218,21 @@ class MqttRuntime:
         machine_id, kind = parsed
         if kind not in INBOUND_KINDS:
             return  # what the hub itself publishes (ack, config, cmd/...)
+        await self.async_handle_inbound(machine_id, kind, payload, retained=bool(message.retain))
+
+    async def async_handle_inbound(
+        self,
+        machine_id: str,
+        kind: str,
+        payload: bytes | str | dict[str, Any],
+        *,
+        retained: bool = False,
+    ) -> None:
+        """Handle one message a machine sent, whichever transport carried it (MQTT, HTTP).
+
+        ``kind`` is one of ``INBOUND_KINDS``; the transport has made sure ``machine_id`` is the
+        sender's. Decoding errors are counted; events are acked as usual (after the commit).
+        """
         if not payload and kind in UNADOPTED_KINDS:
             return  # a retained status or announce was cleared
         adopted = machine_id in self.entities
@@ -196,7 +242,7 @@ class MqttRuntime:
             self._count_error(machine_id, classify(error), str(error), adopted=adopted)
             return
         if kind == protocol.KIND_ANNOUNCE:
-            await self._async_on_announce(machine_id, decoded, live=not message.retain)
+            await self._async_on_announce(machine_id, decoded, live=not retained)
         elif not adopted:
             if kind == protocol.KIND_STATUS:
                 self._pending_status(machine_id, decoded)
@@ -475,6 +521,9 @@ class MqttRuntime:
         """Publish the machine's config, retained; False when the broker is not reachable."""
         assert record.config is not None
         message = self._config_message(record.config)
+        direct = self.http_transport is not None and await self.http_transport.async_deliver(
+            record.machine_id, protocol.KIND_CONFIG, protocol.encode(message)
+        )
         try:
             await self.connection.async_publish(
                 self.topic(record.machine_id, protocol.KIND_CONFIG),
@@ -489,7 +538,7 @@ class MqttRuntime:
                 record.machine_id,
                 error,
             )
-            return False
+            return direct
         record.config_published = message["version"]
         self.directory.schedule_save()
         return True

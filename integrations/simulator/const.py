@@ -26,3 +26,26 @@ SERVICE_VEND: Final = "vend"
 SERVICE_RESTOCK: Final = "restock"
 SERVICE_SET_DOOR: Final = "set_door"
 SERVICE_SET_COMPRESSOR: Final = "set_compressor"
+
+# ---- the simulated purchase (integrations/simulator/purchase.py) ------------------------
+PURCHASE_METHODS: Final = ("card", "qr", "cash")
+"""What a simulated machine may accept; ``payment_methods`` of a machine picks from these."""
+DEFAULT_PAYMENT_METHODS: Final = PURCHASE_METHODS
+EVENT_PURCHASE_UPDATED: Final = "purchase_updated"
+DEFAULT_PAYMENT_TIMEOUT: Final = 90.0
+"""Real seconds a customer has to pay (each inserted coin starts it again)."""
+DEFAULT_APPROVAL_DELAY: Final = 3.0
+"""Real seconds after which the simulated card or QR payment approves by itself."""
+DEFAULT_DISPENSE_TIME: Final = 2.0
+"""Real seconds the simulated dispensing takes before the vend."""
+DEFAULT_PURCHASE_KEEP: Final = 600.0
+"""Real seconds a finished purchase stays readable (purchase_status)."""
+MAX_CASH_INSERT: Final = 100_000
+"""The largest single coin or note the simulated acceptor takes, in minor units."""
+
+SERVICE_PURCHASE_OPTIONS: Final = "purchase_options"
+SERVICE_PURCHASE_START: Final = "purchase_start"
+SERVICE_PURCHASE_PAY: Final = "purchase_pay"
+SERVICE_PURCHASE_INSERT_CASH: Final = "purchase_insert_cash"
+SERVICE_PURCHASE_CANCEL: Final = "purchase_cancel"
+SERVICE_PURCHASE_STATUS: Final = "purchase_status"

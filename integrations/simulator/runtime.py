@@ -18,8 +18,15 @@ from vendhub.util.dt import utcnow
 
 from .activity import ActivitySummary
 from .catalog import DEFAULT_PLANOGRAM_SLOTS, generate_fleet, planogram
-from .const import DEFAULT_FIRMWARE, DEFAULT_MODEL, DOMAIN, MANUFACTURER
-from .schema import CONF_FLEET, CONF_MACHINES
+from .const import (
+    DEFAULT_FIRMWARE,
+    DEFAULT_MODEL,
+    DEFAULT_PAYMENT_METHODS,
+    DOMAIN,
+    MANUFACTURER,
+)
+from .purchase import PurchaseManager
+from .schema import CONF_FLEET, CONF_MACHINES, CONF_PAYMENT_METHODS, CONF_PURCHASE
 
 if TYPE_CHECKING:
     from vendhub.core.context import Context
@@ -57,6 +64,9 @@ class SimulatorRuntime:
         self.task: asyncio.Task[None] | None = None
         self.steps = 0
         self.activity: ActivitySummary | None = None
+        self.payment_methods: dict[str, tuple[str, ...]] = {}
+        """What each machine's simulated payment accepts (card, qr, cash)."""
+        self.purchases = PurchaseManager(hub, self, config.get(CONF_PURCHASE) or {})
 
     # ---- set up and tear down ------------------------------------------------------------
 
@@ -108,6 +118,9 @@ class SimulatorRuntime:
             bundle = self._entities_for(info, machine, spec)
             self.machines[machine_id] = machine
             self.entities[machine_id] = bundle
+            self.payment_methods[machine_id] = tuple(
+                spec.get(CONF_PAYMENT_METHODS) or DEFAULT_PAYMENT_METHODS
+            )
             new_entities.extend(bundle.all())
         await async_add_entities(self.hub, DOMAIN, new_entities)
         for machine_id, machine in self.machines.items():
@@ -151,6 +164,7 @@ class SimulatorRuntime:
 
     async def async_stop(self) -> None:
         """Stop the step loop and let go of the machines."""
+        self.purchases.stop()
         if self.activity is not None:
             self.activity.stop()
             self.activity = None

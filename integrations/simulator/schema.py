@@ -26,6 +26,8 @@ from vendhub.config.validators import (
 from .catalog import fleet_ids
 from .const import (
     DEFAULT_AMBIENT_TEMPERATURE,
+    DEFAULT_APPROVAL_DELAY,
+    DEFAULT_DISPENSE_TIME,
     DEFAULT_DOOR_OPENINGS_PER_DAY,
     DEFAULT_FAILURE_RATE,
     DEFAULT_FIRMWARE,
@@ -34,16 +36,22 @@ from .const import (
     DEFAULT_FLEET_SLOTS,
     DEFAULT_JAM_RATE,
     DEFAULT_MODEL,
+    DEFAULT_PAYMENT_METHODS,
+    DEFAULT_PAYMENT_TIMEOUT,
+    DEFAULT_PURCHASE_KEEP,
     DEFAULT_SALES_PER_HOUR,
     DEFAULT_SPEED,
     DEFAULT_SUMMARY_INTERVAL,
     DEFAULT_TARGET_TEMPERATURE,
     DEFAULT_TELEMETRY_INTERVAL,
     DEFAULT_TICK,
+    PURCHASE_METHODS,
 )
 
 CONF_MACHINES = "machines"
 CONF_FLEET = "fleet"
+CONF_PURCHASE = "purchase"
+CONF_PAYMENT_METHODS = "payment_methods"
 
 
 def seconds(*, positive: bool = True) -> Callable[[Any], float]:
@@ -98,6 +106,29 @@ def start_time(value: Any) -> datetime:
             "expected a date and time such as '2024-05-01T11:30:00+02:00', "
             f"got {describe_value(value)}"
         ) from None
+
+
+def payment_methods(value: Any) -> list[str]:
+    """The payment methods a simulated machine accepts: some of card, qr, cash, each once."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise vol.Invalid(
+            f"expected a list of payment methods from {', '.join(PURCHASE_METHODS)}, "
+            f"got {describe_value(value)}"
+        )
+    methods: list[str] = []
+    for index, item in enumerate(value):
+        method = item.strip().lower() if isinstance(item, str) else item
+        if method not in PURCHASE_METHODS:
+            raise vol.Invalid(
+                f"expected one of {', '.join(PURCHASE_METHODS)}, got {describe_value(item)}",
+                path=[index],
+            )
+        if method in methods:
+            raise vol.Invalid(f"{method} is listed twice", path=[index])
+        methods.append(method)
+    return methods
 
 
 SLOT_SCHEMA = vol.Schema(
@@ -176,6 +207,9 @@ MACHINE_SCHEMA = vol.All(
             vol.Optional("failure_rate", default=DEFAULT_FAILURE_RATE): percentage,
             vol.Optional("door_openings_per_day", default=DEFAULT_DOOR_OPENINGS_PER_DAY): number(0),
             vol.Optional("slots"): SLOTS_SCHEMA,
+            vol.Optional(
+                CONF_PAYMENT_METHODS, default=list(DEFAULT_PAYMENT_METHODS)
+            ): payment_methods,
         }
     ),
     _check_rates,
@@ -193,6 +227,19 @@ FLEET_SCHEMA = vol.Schema(
         vol.Optional("jam_rate"): percentage,
         vol.Optional("failure_rate"): percentage,
         vol.Optional("door_openings_per_day"): number(0),
+    }
+)
+
+
+# The simulated purchase behind the kiosk (purchase.py): how long each waiting step lasts.
+PURCHASE_SCHEMA = vol.Schema(
+    {
+        vol.Optional("payment_timeout", default=DEFAULT_PAYMENT_TIMEOUT): seconds(),
+        vol.Optional("approval_delay", default=DEFAULT_APPROVAL_DELAY): seconds(positive=False),
+        # False: card and QR payments wait for simulator.purchase_pay (tests, demos).
+        vol.Optional("auto_approve", default=True): boolean,
+        vol.Optional("dispense_time", default=DEFAULT_DISPENSE_TIME): seconds(positive=False),
+        vol.Optional("keep", default=DEFAULT_PURCHASE_KEEP): seconds(),
     }
 )
 
@@ -244,6 +291,7 @@ CONFIG_SCHEMA = vol.Schema(
                 vol.Optional("start"): start_time,
                 vol.Optional(CONF_MACHINES): list_of(MACHINE_SCHEMA),
                 vol.Optional(CONF_FLEET): FLEET_SCHEMA,
+                vol.Optional(CONF_PURCHASE, default={}): PURCHASE_SCHEMA,
             }
         ),
         _check_machines,

@@ -23,11 +23,20 @@ from vendhub.machine.virtual import PAYMENT_METHODS, Slot, UnknownSlot, VirtualM
 
 from .const import (
     DOMAIN,
+    MAX_CASH_INSERT,
+    PURCHASE_METHODS,
+    SERVICE_PURCHASE_CANCEL,
+    SERVICE_PURCHASE_INSERT_CASH,
+    SERVICE_PURCHASE_OPTIONS,
+    SERVICE_PURCHASE_PAY,
+    SERVICE_PURCHASE_START,
+    SERVICE_PURCHASE_STATUS,
     SERVICE_RESTOCK,
     SERVICE_SET_COMPRESSOR,
     SERVICE_SET_DOOR,
     SERVICE_VEND,
 )
+from .purchase import PurchaseError
 from .runtime import UnknownMachine
 
 if TYPE_CHECKING:
@@ -79,9 +88,31 @@ SET_CONFIG_SCHEMA = vol.Schema(
 )
 
 
+# The simulated purchase behind the kiosk (purchase.py). Every call names its machine, so
+# a WebSocket caller's reach over machines applies to purchases too.
+PURCHASE_ID = vol.All(string, vol.Match(r"^[0-9a-f]{32}$", msg="expected a purchase id"))
+PURCHASE_OPTIONS_SCHEMA = vol.Schema({vol.Required("machine_id"): slug})
+PURCHASE_START_SCHEMA = vol.Schema(
+    {
+        vol.Required("machine_id"): slug,
+        vol.Required("slot"): string,
+        vol.Required("method"): vol.In(
+            PURCHASE_METHODS, msg=f"expected one of {', '.join(PURCHASE_METHODS)}"
+        ),
+    }
+)
+PURCHASE_SCHEMA = vol.Schema(
+    {vol.Required("machine_id"): slug, vol.Required("purchase_id"): PURCHASE_ID}
+)
+PURCHASE_PAY_SCHEMA = PURCHASE_SCHEMA.extend({vol.Optional("decline", default=False): boolean})
+PURCHASE_CASH_SCHEMA = PURCHASE_SCHEMA.extend(
+    {vol.Required("amount"): vol.All(positive_int, vol.Range(max=MAX_CASH_INSERT))}
+)
+
+
 def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
     """Register ``simulator.vend``, ``restock``, ``set_door``, ``set_compressor``,
-    ``lock_slots`` and ``set_config``."""
+    ``lock_slots``, ``set_config`` and the simulated purchase's ``purchase_*`` services."""
 
     def target(call: ServiceCall) -> tuple[str, VirtualMachine, str | None]:
         """The call's machine id, machine, and slot code (None when the call names no slot)."""
@@ -262,6 +293,57 @@ def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
             "applied": True,
         }
 
+    purchases = runtime.purchases
+
+    def purchase_call(call: ServiceCall, action: Any) -> dict[str, Any]:
+        try:
+            result = action()
+        except (UnknownMachine, UnknownSlot) as error:
+            raise InvalidServiceData(DOMAIN, call.service, str(error.args[0])) from None
+        except PurchaseError as error:
+            raise InvalidServiceData(DOMAIN, call.service, error.message) from None
+        return result if isinstance(result, dict) else result.as_dict()
+
+    def purchase_options(call: ServiceCall) -> dict[str, Any]:
+        """What a machine's kiosk offers: its payment methods, and its open purchase."""
+        return purchase_call(call, lambda: purchases.options(call.data["machine_id"]))
+
+    def purchase_start(call: ServiceCall) -> dict[str, Any]:
+        """A customer picks a slot and a payment method: a purchase session (SIMULATED)."""
+        data = call.data
+        return purchase_call(
+            call,
+            lambda: purchases.start(data["machine_id"], data["slot"], data["method"], call.context),
+        )
+
+    def purchase_pay(call: ServiceCall) -> dict[str, Any]:
+        """The simulated card or QR payment approves now (or declines with decline: true)."""
+        data = call.data
+        return purchase_call(
+            call,
+            lambda: purchases.pay(data["machine_id"], data["purchase_id"], decline=data["decline"]),
+        )
+
+    def purchase_insert_cash(call: ServiceCall) -> dict[str, Any]:
+        """A simulated coin or note (amount in minor units) goes into a cash purchase."""
+        data = call.data
+        return purchase_call(
+            call,
+            lambda: purchases.insert_cash(data["machine_id"], data["purchase_id"], data["amount"]),
+        )
+
+    def purchase_cancel(call: ServiceCall) -> dict[str, Any]:
+        """Cancel a purchase that waits for payment; inserted cash is returned."""
+        data = call.data
+        return purchase_call(
+            call, lambda: purchases.cancel(data["machine_id"], data["purchase_id"])
+        )
+
+    def purchase_status(call: ServiceCall) -> dict[str, Any]:
+        """One purchase session as it is now."""
+        data = call.data
+        return purchase_call(call, lambda: purchases.get(data["machine_id"], data["purchase_id"]))
+
     register = hub.services.async_register
     register(DOMAIN, SERVICE_VEND, vend, VEND_SCHEMA)
     register(DOMAIN, SERVICE_RESTOCK, restock, RESTOCK_SCHEMA)
@@ -269,3 +351,15 @@ def register_services(hub: Hub, runtime: SimulatorRuntime) -> None:
     register(DOMAIN, SERVICE_SET_COMPRESSOR, set_compressor, SET_COMPRESSOR_SCHEMA)
     register(DOMAIN, "lock_slots", lock_slots, LOCK_SLOTS_SCHEMA)
     register(DOMAIN, SERVICE_SET_CONFIG, set_config, SET_CONFIG_SCHEMA)
+    register(
+        DOMAIN,
+        SERVICE_PURCHASE_OPTIONS,
+        purchase_options,
+        PURCHASE_OPTIONS_SCHEMA,
+        read_only=True,
+    )
+    register(DOMAIN, SERVICE_PURCHASE_START, purchase_start, PURCHASE_START_SCHEMA)
+    register(DOMAIN, SERVICE_PURCHASE_PAY, purchase_pay, PURCHASE_PAY_SCHEMA)
+    register(DOMAIN, SERVICE_PURCHASE_INSERT_CASH, purchase_insert_cash, PURCHASE_CASH_SCHEMA)
+    register(DOMAIN, SERVICE_PURCHASE_CANCEL, purchase_cancel, PURCHASE_SCHEMA)
+    register(DOMAIN, SERVICE_PURCHASE_STATUS, purchase_status, PURCHASE_SCHEMA, read_only=True)

@@ -17,6 +17,8 @@ BENCHMARKS = {
     "purge": "compiling statistics for and purging millions of history rows",
     "automations": "state change to first action latency with many automations",
     "ingest": "fleet telemetry over Mosquitto into the hub and recorder, against a raw subscriber",
+    "embedded-broker": "the hub's embedded amqtt broker against Mosquitto, messages per second",
+    "api": "WebSocket state pushes to many clients and GET /api/states with many entities",
 }
 
 

@@ -546,6 +546,7 @@ class Probe:
         self.hub = hub
         self.path = Path(path)
         self.telemetry = 0
+        self.queued_max = 0  # messages the hub's MQTT client held at once, at most
         self.first: float | None = None
         self.last: float | None = None
         self.unsubscribe = hub.bus.async_listen("mqtt_message_received", self.on_message)
@@ -574,6 +575,9 @@ class Probe:
                 sensor.count for sensor in mqtt.error_sensors.values()
             )
             found["connection"] = mqtt.connection.diagnostics()
+            client = getattr(mqtt.connection, "_client", None)
+            self.queued_max = max(self.queued_max, len(client.messages) if client else 0)
+            found["client_queue_max"] = self.queued_max
         recorder = self.hub.data.get("recorder")
         if recorder is not None:
             stats = recorder.stats

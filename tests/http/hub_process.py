@@ -25,7 +25,12 @@ def free_port() -> int:
 
 
 def request(
-    url: str, *, method: str = "GET", body: Any = None, token: str | None = None
+    url: str,
+    *,
+    method: str = "GET",
+    body: Any = None,
+    token: str | None = None,
+    timeout: float = 10,
 ) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -33,7 +38,7 @@ def request(
         headers["Authorization"] = f"Bearer {token}"
     call = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(call, timeout=10) as response:
+        with urllib.request.urlopen(call, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")

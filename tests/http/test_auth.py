@@ -274,3 +274,17 @@ async def test_a_taken_port_is_one_clear_line(api: Api, tmp_path: Path, caplog) 
     assert f"port {port}" in lines[0].getMessage() and "server_port" in lines[0].getMessage()
     assert lines[0].exc_info is None
     await other.async_stop()
+
+
+async def test_a_machine_added_while_the_hub_runs_can_sign_in(api: Api) -> None:
+    await api.onboard()
+    body = {"grant_type": "machine", "machine_id": "late_1", "password": "x" * 20}
+    status, _, _ = await api.call("POST", "/api/auth/login", json=body)
+    assert status == 401
+    from vendhub.machine.credentials import add_machine
+
+    _, password = await asyncio.to_thread(add_machine, api.hub.config_dir, "late_1")
+    status, grant, _ = await api.call(
+        "POST", "/api/auth/login", json={**body, "password": password}
+    )
+    assert status == 200 and grant["access_token"]

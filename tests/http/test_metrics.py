@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -144,3 +145,24 @@ async def test_metrics_without_a_recorder(tmp_path: Path) -> None:
         assert not any(name.startswith("vendhub_recorder") for name, _ in samples)
     finally:
         await stop_fleet_api(api)
+
+
+async def test_websocket_clients_are_counted(fleet_api: Api) -> None:
+    api = fleet_api
+    token = (await api.onboard())["access_token"]
+    assert value(await scrape(api, token), "vendhub_websocket_clients") == 0
+    sockets = []
+    for _ in range(2):
+        ws = await api.session.ws_connect(api.url + "/api/websocket")
+        assert (await ws.receive_json(timeout=5))["type"] == "auth_required"
+        await ws.send_json({"type": "auth", "access_token": token})
+        assert (await ws.receive_json(timeout=5))["type"] == "auth_ok"
+        sockets.append(ws)
+    assert value(await scrape(api, token), "vendhub_websocket_clients") == 2
+    await sockets[0].close()
+    for _ in range(50):
+        if value(await scrape(api, token), "vendhub_websocket_clients") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert value(await scrape(api, token), "vendhub_websocket_clients") == 1
+    await sockets[1].close()

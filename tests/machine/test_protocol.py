@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import voluptuous as vol
 
 from vendhub.machine import protocol
 from vendhub.machine.protocol import (
@@ -255,6 +257,93 @@ def test_announce_decodes_and_capabilities_default_to_none() -> None:
     message = announce()
     del message["capabilities"]
     assert decode("announce", message)["capabilities"] == []
+
+
+_ODD_VALUES: list[Any] = [
+    0,
+    1,
+    -1,
+    -0.0,
+    0.5,
+    -4.25,
+    2**70,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    True,
+    False,
+    None,
+    "",
+    "x",
+    "y" * 255,
+    "z" * 256,
+    [],
+    {},
+    [1],
+]
+
+
+def _by_schema(message: Any) -> dict[str, Any] | str:
+    """What the schema alone makes of a telemetry message: the result or the error."""
+    try:
+        if not isinstance(message, dict):
+            raise ProtocolError("not an object", "telemetry")
+        protocol._check_version(message, "telemetry")
+        return dict(protocol.TELEMETRY_SCHEMA(message))
+    except vol.Invalid as error:
+        return f"bad telemetry message: {protocol.describe_invalid(error)}"
+    except ProtocolError as error:
+        return str(error)
+
+
+def _by_decode(payload: Any) -> dict[str, Any] | str:
+    try:
+        return decode("telemetry", payload)
+    except ProtocolError as error:
+        return str(error)
+
+
+def test_the_telemetry_fast_path_knows_the_readings_the_schema_knows() -> None:
+    assert set(protocol._READING_CHECKS) == set(protocol.READING_VALIDATORS)
+
+
+def test_telemetry_decodes_as_the_schema_says_for_odd_messages() -> None:
+    # The common case skips the schema (see protocol._plain_telemetry_time): every message
+    # must come out as the schema alone would have it, accepted or refused with its reason.
+    rng = random.Random(5)
+    names = [*protocol.READING_VALIDATORS, "humidity", "a", "x" * 64, "x" * 65, "Bad", "1st", ""]
+    tops: dict[str, list[Any]] = {
+        "v": [1, 1.0, True, 2, "1"],
+        "seq": [0, 7, -1, 1.5, True, None, "3"],
+        "ts": [TS, "2024-05-06T10:00:00", "2024-05-06T10:00:00Z", "yesterday", 5, "9" * 65],
+    }
+    for _ in range(3000):
+        readings = {rng.choice(names): rng.choice(_ODD_VALUES) for _ in range(rng.randint(0, 4))}
+        message: dict[str, Any] = {"v": 1, "seq": 3, "ts": TS, "readings": readings}
+        for key in rng.sample(list(tops), rng.randint(0, 1)):
+            message[key] = rng.choice(tops[key])
+        if rng.random() < 0.05:
+            del message[rng.choice(["v", "seq", "ts", "readings"])]
+        if rng.random() < 0.05:
+            message["readings"] = rng.choice([[], None, "x", {f"r{i}": 1 for i in range(257)}])
+        if rng.random() < 0.1:
+            message["extra"] = {"kept": True}
+        expected = _by_schema(message)
+        assert _by_decode(message) == expected, message
+        if isinstance(expected, dict):
+            assert _by_decode(message) is not message
+        payload = json.dumps(message)
+        if "NaN" not in payload and "Infinity" not in payload:
+            assert _by_decode(payload.encode()) == _by_schema(json.loads(payload)), payload
+
+
+def test_the_telemetry_fast_path_leaves_a_given_message_as_it_was() -> None:
+    message = telemetry()
+    before = json.loads(json.dumps(message))
+    valid = decode("telemetry", message)
+    assert message == before
+    assert valid["ts"] == AT
+    assert valid["readings"] is not message["readings"]
 
 
 def test_telemetry_decodes_known_and_unknown_readings() -> None:

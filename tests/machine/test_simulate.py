@@ -64,8 +64,11 @@ def test_parse_hub_url() -> None:
     assert parse_hub_url("mqtts://m1:p%40ss@hub.local") == HubAddress(
         "hub.local", 8883, "m1", "p@ss", tls=True
     )
-    with pytest.raises(ValueError, match="unsupported hub URL scheme 'http'"):
-        parse_hub_url("http://hub.local")
+    assert parse_hub_url("https://sim_001:pw@hub.local") == HubAddress(
+        "hub.local", 8700, "sim_001", "pw", tls=True, transport="http"
+    )
+    with pytest.raises(ValueError, match="unsupported hub URL scheme 'ftp'"):
+        parse_hub_url("ftp://hub.local")
     with pytest.raises(ValueError, match="bad port"):
         parse_hub_url("mqtt://hub.local:99999")
 

@@ -107,6 +107,40 @@ async def test_state_changes_are_written_compactly(tmp_path: Path, db_url: str) 
     await recorder.async_stop()
 
 
+async def test_a_batch_of_many_new_attribute_sets_is_stored_once_each(
+    tmp_path: Path, db_url: str
+) -> None:
+    # Attribute sets new to the writer are looked up and inserted for a whole batch at once:
+    # more than one insert's worth, repeats inside the batch, and sets the database has but
+    # the writer forgot (a restart) must each keep one row.
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    hub.states.async_set("sensor.known", "1", {"unit": "x"})
+    await recorder.async_flush()
+    recorder.writer._forget_uncommitted_ids()
+    for number in range(1200):
+        hub.states.async_set(f"sensor.s{number % 7}", str(number), {"uptime": number // 2})
+    hub.states.async_set("sensor.known", "2", {"unit": "x"})
+    await recorder.async_flush()
+
+    with recorder.engine.connect() as connection:
+        rows = connection.execute(
+            select(StatesMeta.entity_id, States.state, StateAttributes.shared_attrs)
+            .join(StatesMeta, StatesMeta.metadata_id == States.metadata_id)
+            .join(StateAttributes, StateAttributes.attributes_id == States.attributes_id)
+        ).all()
+    written = {(entity_id, state): shared for entity_id, state, shared in rows}
+    assert len(written) == 1202
+    assert all(
+        written[(f"sensor.s{number % 7}", str(number))] == f'{{"uptime":{number // 2}}}'
+        for number in range(1200)
+    )
+    assert written[("sensor.known", "2")] == '{"unit":"x"}'
+    assert count(recorder, StateAttributes) == 600 + 1
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
 async def test_the_same_vend_event_three_times_is_recorded_once(
     tmp_path: Path, db_url: str
 ) -> None:

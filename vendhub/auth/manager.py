@@ -113,7 +113,6 @@ class AuthManager:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._machine_tokens: dict[str, TokenRecord] = {}
-        self._credentials = CredentialStore(hub)
         self._onboarding_lock = asyncio.Lock()
 
     # ---- persistence ---------------------------------------------------------------------
@@ -210,7 +209,8 @@ class AuthManager:
         retry_after = self.limiter.retry_after(key, address)
         if retry_after > 0:
             raise LoginLocked(retry_after)
-        if not await self._credentials.async_check(machine_id, password):
+        # Read the store each time: `vendhub machine add` changes it while the hub runs.
+        if not await CredentialStore(self.hub).async_check(machine_id, password):
             self.limiter.failed(key, address)
             _LOGGER.warning("Failed machine sign-in for %r from %s", machine_id[:64], address)
             raise AuthError("invalid_credentials", "invalid machine id or password")

@@ -152,6 +152,10 @@ class HttpServer:
         return f"{scheme}://{host}:{self.port or self.settings.port}"
 
     async def async_stop(self) -> None:
+        # Open WebSockets would hold the server's shutdown for up to its timeout: close them.
+        websockets = self.hub.data.get("http.websocket")
+        if websockets is not None:
+            await websockets.async_close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -165,6 +165,7 @@ class MachineAgent:
         tls: bool | ssl.SSLContext = False,
         software_version: str = __version__,
         client_id: str | None = None,
+        mqtt_v311: bool = False,
     ) -> None:
         if not protocol.is_machine_id(machine_id):
             raise ValueError(
@@ -191,6 +192,7 @@ class MachineAgent:
         self.command_max_age = float(command_max_age)
         self.software_version = software_version
         self.client_id = client_id or f"{prefix.replace('/', '-')}-machine-{machine_id}"
+        self.mqtt_v311 = mqtt_v311  # else MQTT 5, falling back to 3.1.1 if the broker refuses it
         self._tls_context: ssl.SSLContext | None = None
         if isinstance(tls, ssl.SSLContext):
             self._tls_context = tls
@@ -393,8 +395,19 @@ class MachineAgent:
 
     def _make_client(self) -> aiomqtt.Client:
         self.session = uuid.uuid4().hex  # this connection's: its will and online status carry it
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.session_expiry
+        if self.mqtt_v311:  # a broker that speaks only MQTT 3.1.1 (the hub's embedded amqtt)
+            version: dict[str, Any] = {
+                "protocol": aiomqtt.ProtocolVersion.V311,
+                "clean_session": False,
+            }
+        else:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.session_expiry
+            version = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": properties,
+            }
         will = aiomqtt.Will(
             self._topics[KIND_STATUS],
             protocol.encode(self.status_message(STATUS_OFFLINE)),
@@ -407,13 +420,11 @@ class MachineAgent:
             username=self.username,
             password=self.password,
             identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
             will=will,
-            clean_start=False,
             keepalive=self.keepalive,
             timeout=OPERATION_TIMEOUT,
-            properties=properties,
             tls_context=self._tls_context,
+            **version,
         )
 
     def _backoff(self, attempt: int) -> float:
@@ -457,6 +468,15 @@ class MachineAgent:
             except (aiomqtt.MqttError, OSError) as error:
                 reason = _reason(error)
                 refused = _credentials_refused(error)
+                if _mqtt5_unsupported(error) and not self.mqtt_v311:
+                    # The hub's embedded broker (amqtt) speaks MQTT 3.1.1 only: use it from now.
+                    self.mqtt_v311 = True
+                    _LOGGER.warning(
+                        "Machine %s: the broker %s does not speak MQTT 5; using MQTT 3.1.1",
+                        self.machine_id,
+                        where,
+                    )
+                    continue
             except Exception as error:  # a bug of ours: log it, keep the machine connected
                 self.stats.errors += 1
                 _LOGGER.exception("Machine %s: unexpected error on the link", self.machine_id)
@@ -740,6 +760,13 @@ _REFUSED_CREDENTIALS = frozenset({4, 5, 0x86, 0x87})
 """CONNACK codes of a broker refusing a client's credentials: MQTT 3.1.1 "bad user name or
 password" and "not authorized", MQTT 5 0x86 and 0x87 (Mosquitto answers a wrong password with
 0x87)."""
+
+
+def _mqtt5_unsupported(error: BaseException) -> bool:
+    """True when the broker answered our MQTT 5 CONNECT with "unsupported protocol version"."""
+    if not isinstance(error, MqttConnectError):
+        return False
+    return getattr(error.rc, "value", error.rc) in (1, 0x84)
 
 
 def _credentials_refused(error: BaseException) -> bool:

@@ -4,6 +4,7 @@ Example::
 
     machine_id: lobby_1
     broker:                      # or: broker: mqtt://user:password@hub.local:1883
+                                 # or, without a broker: http(s)://lobby_1:PASSWORD@hub.local:8700
       host: hub.local
       port: 1883
       username: lobby_1
@@ -57,6 +58,7 @@ from vendhub.machine.simulate import (
     HubAddress,
     SimulatedMachine,
     Simulation,
+    agent_class,
     parse_hub_url,
     virtual_machine,
     with_par,
@@ -77,13 +79,16 @@ def _hub_url(value: Any) -> dict[str, Any]:
         address = parse_hub_url(string(value))
     except ValueError as error:
         raise vol.Invalid(str(error)) from None
-    return {
+    broker = {
         "host": address.host,
         "port": address.port,
         "username": address.username,
         "password": address.password,
         "tls": address.tls,
     }
+    if address.transport != "mqtt":
+        broker["transport"] = address.transport
+    return broker
 
 
 def _prefix(value: Any) -> str:
@@ -103,6 +108,8 @@ BROKER_SCHEMA = vol.Any(
             vol.Optional("username"): string,
             vol.Optional("password"): string,
             vol.Optional("tls", default=False): boolean,
+            # "http": the hub's HTTP transport (host and port of its HTTP API; no broker)
+            vol.Optional("transport"): vol.In(["mqtt", "http"]),
         }
     ),
     _hub_url,
@@ -199,6 +206,7 @@ def build_agent(config: dict[str, Any]) -> Simulation:
         username=broker.username,
         password=broker.password,
         tls=broker.tls,
+        agent_factory=agent_class(broker),
         prefix=config["prefix"],
         outbox_path=config["outbox"],
         resend_after=config["resend_after"],

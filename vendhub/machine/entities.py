@@ -61,7 +61,11 @@ class MachineEntityBase(Entity):
         self._attr_suggested_object_id = object_id
         self._attr_name = name
         self._attr_unique_id = unique_id
-        self._attr_device_info = info.device_info()
+
+    @property
+    def device_info(self) -> DeviceInfo:
+        # Built when asked (the registry asks once), not kept: a fleet has many entities.
+        return self.info.device_info()
 
     def set_available(self, available: bool) -> None:
         """Record whether the machine can be reached (write the state afterwards)."""
@@ -191,11 +195,16 @@ class TemperatureSensor(MachineEntityBase):
         self.compressor: bool | None = None
         self.set_temperature(temperature)
 
-    def set_temperature(self, temperature: float | None, compressor: bool | None = None) -> None:
-        """Record a reading (write the state afterwards)."""
-        self._attr_state = None if temperature is None else round(float(temperature), 1)
+    def set_temperature(self, temperature: float | None, compressor: bool | None = None) -> bool:
+        """Record a reading (write the state afterwards); return whether anything changed."""
+        state = None if temperature is None else round(float(temperature), 1)
+        changed = state != self._attr_state or (
+            compressor is not None and compressor != self.compressor
+        )
+        self._attr_state = state
         if compressor is not None:
             self.compressor = compressor
+        return changed
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
@@ -220,9 +229,12 @@ class DoorSensor(MachineEntityBase):
         if is_open is not None:
             self.set_open(is_open)
 
-    def set_open(self, is_open: bool) -> None:
-        """Record the door (write the state afterwards)."""
-        self._attr_state = "on" if is_open else "off"
+    def set_open(self, is_open: bool) -> bool:
+        """Record the door (write the state afterwards); return whether it changed."""
+        state = "on" if is_open else "off"
+        changed = state != self._attr_state
+        self._attr_state = state
+        return changed
 
     @property
     def is_open(self) -> bool:
@@ -241,9 +253,11 @@ class CashBoxSensor(MachineEntityBase):
         super().__init__(info, object_id, f"{info.name} cash box", object_id)
         self._attr_state = amount
 
-    def set_amount(self, amount: int) -> None:
-        """Record the cash box (write the state afterwards)."""
+    def set_amount(self, amount: int) -> bool:
+        """Record the cash box (write the state afterwards); return whether it changed."""
+        changed = amount != self._attr_state
         self._attr_state = amount
+        return changed
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
@@ -271,12 +285,15 @@ class LinkErrorsSensor(Entity):
         self._attr_suggested_object_id = object_id
         self._attr_name = name
         self._attr_unique_id = unique_id
-        self._attr_device_info = info.device_info() if info is not None else None
         self._attr_state = 0
         self.by_reason: dict[str, int] = {}
         self.seq_gaps = 0
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
+
+    @property
+    def device_info(self) -> DeviceInfo | None:
+        return self.info.device_info() if self.info is not None else None
 
     @classmethod
     def for_machine(cls, info: MachineInfo) -> LinkErrorsSensor:

@@ -497,8 +497,10 @@ class MachineLink:
     def _handle_telemetry(
         self, entities: MachineEntities, telemetry: dict[str, Any], parent: Context | None
     ) -> bool:
+        # An entity is written only when a reading changed it: its last write shows it as it
+        # is otherwise, and most readings repeat from one message to the next.
         readings = telemetry["readings"]
-        context = _caused_by(parent) if parent is not None else None
+        context = _caused_by(parent)  # one cause for every change this message makes
         applied = False
         sensor = entities.temperature
         temperature = readings.get("temperature")
@@ -508,27 +510,33 @@ class MachineLink:
             and isinstance(temperature, int | float)
         ):
             compressor = readings.get("compressor")
-            sensor.set_temperature(
+            if sensor.set_temperature(
                 temperature, compressor if isinstance(compressor, bool) else None
-            )
-            sensor.async_write_state(context)
+            ):
+                sensor.async_write_state(context)
             applied = True
         door_open = readings.get("door_open")
         if isinstance(door_open, bool):
-            entities.door.set_open(door_open)
-            entities.door.async_write_state(context)
+            if entities.door.set_open(door_open):
+                entities.door.async_write_state(context)
             applied = True
         cash_box = readings.get("cash_box")
         if isinstance(cash_box, int) and not isinstance(cash_box, bool):
-            entities.cash_box.set_amount(cash_box)
-            entities.cash_box.async_write_state(context)
+            if entities.cash_box.set_amount(cash_box):
+                entities.cash_box.async_write_state(context)
             applied = True
-        health = {name: readings[name] for name in HEALTH_READINGS if name in readings}
-        if health:
-            machine = entities.machine
-            machine.health.update(health)
+        machine = entities.machine
+        health = machine.health
+        changed = False
+        for name in HEALTH_READINGS:
+            if name in readings:
+                applied = True
+                value = readings[name]
+                if name not in health or health[name] != value:
+                    health[name] = value
+                    changed = True
+        if changed:
             machine.async_write_state(context)
-            applied = True
         return applied
 
     def _handle_status(

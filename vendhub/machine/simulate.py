@@ -51,30 +51,39 @@ SELLING_MODES = frozenset({protocol.MODE_NORMAL, protocol.MODE_FREE_VEND})
 
 @dataclass(frozen=True, slots=True)
 class HubAddress:
-    """The broker a machine connects to, from ``mqtt://[user:password@]host[:port]``."""
+    """Where a machine connects: a broker (``mqtt://[user:password@]host[:port]``), or the
+    hub's HTTP API (``http://`` / ``https://``: ``transport`` ``"http"``, see ``http_link``)."""
 
     host: str
     port: int
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    transport: str = "mqtt"
 
     def __str__(self) -> str:
+        if self.transport == "http":
+            return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
         scheme = "mqtts" if self.tls else "mqtt"
         return f"{scheme}://{self.host}:{self.port}"
 
 
 def parse_hub_url(url: str) -> HubAddress:
-    """``mqtt://host:1883`` (or ``mqtts://`` for TLS, default port 8883); raises ValueError."""
+    """``mqtt://host:1883`` (or ``mqtts://`` for TLS, default port 8883), or the hub's HTTP API
+    for machines without a broker: ``http://host:8700`` / ``https://``; raises ValueError."""
     text = url.strip()
     if "://" not in text:
         text = f"mqtt://{text}"
     parts = urlsplit(text)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"unsupported hub URL scheme {parts.scheme!r} in {url!r}; use mqtt://")
-    tls = parts.scheme in ("mqtts", "ssl")
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl", "http", "https"):
+        raise ValueError(
+            f"unsupported hub URL scheme {parts.scheme!r} in {url!r}; use mqtt:// (or http:// "
+            "for the hub's HTTP transport)"
+        )
+    tls = parts.scheme in ("mqtts", "ssl", "https")
+    http = parts.scheme in ("http", "https")
     try:
-        port = parts.port or (8883 if tls else 1883)
+        port = parts.port or (8700 if http else 8883 if tls else 1883)
     except ValueError:
         raise ValueError(f"bad port in hub URL {url!r}") from None
     if not parts.hostname:
@@ -87,6 +96,7 @@ def parse_hub_url(url: str) -> HubAddress:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         tls=tls,
+        transport="http" if http else "mqtt",
     )
 
 
@@ -181,6 +191,7 @@ class SimulatedMachine:
         *,
         par: Mapping[str, int] | None = None,
         currency: str = DEFAULT_CURRENCY,
+        agent_factory: type[MachineAgent] = MachineAgent,
         **agent_options: Any,
     ) -> None:
         self.machine = machine
@@ -194,7 +205,7 @@ class SimulatedMachine:
         self.configured_prices = {code: slot.price for code, slot in machine.slots.items()}
         self.sales_per_hour = machine.sales_per_hour
         self._since_telemetry = 0.0
-        self.agent = MachineAgent(
+        self.agent = agent_factory(
             machine.machine_id,
             announce=self.announce(),
             command_handler=self.handle_command,
@@ -430,6 +441,7 @@ def build_simulation(
                 username=hub.username if passwords is None else machine_id,
                 password=hub.password if passwords is None else passwords[machine_id],
                 tls=hub.tls,
+                agent_factory=agent_class(hub),
                 prefix=prefix,
                 outbox_path=folder / f"{spec['machine_id']}.db",
                 resend_after=resend_after,
@@ -437,6 +449,15 @@ def build_simulation(
             )
         )
     return Simulation(simulated, speed=speed, tick=tick, summary_interval=summary_interval)
+
+
+def agent_class(hub: HubAddress) -> type[MachineAgent]:
+    """The agent for ``hub``: over MQTT, or over the hub's HTTP transport."""
+    if hub.transport == "http":
+        from vendhub.machine.http_link import HttpMachineAgent
+
+        return HttpMachineAgent
+    return MachineAgent
 
 
 # ---- one MQTT user per machine ---------------------------------------------------------------

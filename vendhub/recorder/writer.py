@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,11 @@ _LOGGER = logging.getLogger(__name__)
 _ATTRIBUTE_CACHE_SIZE = 8192
 _ORIGINS = {EventOrigin.local: 0, EventOrigin.remote: 1}
 _DRAIN_LIMIT = 20_000  # items taken from the queue before the writer looks at its clock again
+_LOOKUP_CHUNK = 500  # attribute hashes per look-up query
+_INSERT_CHUNK = 500  # attribute sets per INSERT
+_ATTRIBUTES_BY_HASH = select(StateAttributes.attributes_id, StateAttributes.shared_attrs).where(
+    StateAttributes.hash.in_(bindparam("hashes", expanding=True))
+)
 
 
 class DurableRecord(Protocol):
@@ -393,9 +398,12 @@ class RecorderWriter(threading.Thread):
         # The hot loop of the recorder: locals and inlined cache look-ups on purpose.
         metadata_ids = self._metadata_ids
         by_object = self._attributes_by_object
-        attributes_id = self._attributes_id
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         append = rows.append
+        # Attribute sets the caches do not know, by id(mapping): looked up and inserted for the
+        # whole batch at once (one row at a time cost more than the states themselves). Their
+        # rows hold the set's JSON where the id goes until then.
+        unknown: dict[int, tuple[Any, str]] = {}
         for event in events:
             data = event.data
             entity_id = data["entity_id"]
@@ -416,15 +424,16 @@ class RecorderWriter(threading.Thread):
                 )
                 continue
             attributes = state.attributes
+            attrs_id: int | str | None = None
             if attributes:
                 cached = by_object.get(id(attributes))
-                attrs_id = (
-                    cached[1]
-                    if cached is not None and cached[0] is attributes
-                    else attributes_id(connection, attributes)
-                )
-            else:
-                attrs_id = None
+                if cached is not None and cached[0] is attributes:
+                    attrs_id = cached[1]
+                else:
+                    found = unknown.get(id(attributes))
+                    if found is None:
+                        found = unknown[id(attributes)] = (attributes, to_json(attributes))
+                    attrs_id = found[1]
             updated = state.last_updated
             changed = state.last_changed
             try:
@@ -441,6 +450,14 @@ class RecorderWriter(threading.Thread):
                     context_id,
                 )
             )
+        if unknown:
+            ids = self._attributes_ids(connection, {shared for _, shared in unknown.values()})
+            for attributes, shared in unknown.values():
+                self._remember(by_object, id(attributes), (attributes, ids[shared]))
+            rows = [
+                (row[0], row[1], ids[row[2]], *row[3:]) if type(row[2]) is str else row
+                for row in rows
+            ]
         connection.exec_driver_sql(self._states_sql(), rows)
 
     def _states_sql(self) -> str:
@@ -455,38 +472,70 @@ class RecorderWriter(threading.Thread):
         self._metadata_ids[entity_id] = found
         return found
 
-    def _attributes_id(self, connection: Connection, attributes: Any) -> int:
-        cached = self._attributes_by_object.get(id(attributes))
-        if cached is not None and cached[0] is attributes:
-            return cached[1]
-        shared = to_json(attributes)
-        attributes_id = self._attributes_by_json.get(shared)
-        if attributes_id is None:
-            attributes_id = self._find_or_insert_attributes(connection, shared)
-            self._remember(self._attributes_by_json, shared, attributes_id)
-        self._remember(self._attributes_by_object, id(attributes), (attributes, attributes_id))
-        return attributes_id
+    def _attributes_ids(self, connection: Connection, wanted: set[str]) -> dict[str, int]:
+        """The ``attributes_id`` of each attribute set (as JSON), inserting the new ones."""
+        by_json = self._attributes_by_json
+        ids: dict[str, int] = {}
+        missing: dict[str, int] = {}  # JSON -> its hash
+        for shared in wanted:
+            cached = by_json.get(shared)
+            if cached is None:
+                missing[shared] = zlib.crc32(shared.encode())
+            else:
+                ids[shared] = cached
+        if not missing:
+            return ids
+        hashes = sorted(set(missing.values()))
+        for start in range(0, len(hashes), _LOOKUP_CHUNK):
+            for attributes_id, text in connection.execute(
+                _ATTRIBUTES_BY_HASH, {"hashes": hashes[start : start + _LOOKUP_CHUNK]}
+            ):
+                if text in missing and text not in ids:
+                    ids[text] = int(attributes_id)
+        new = [shared for shared in missing if shared not in ids]
+        if new:
+            ids.update(self._insert_attributes(connection, new, missing))
+        for shared in missing:
+            self._remember(by_json, shared, ids[shared])
+        return ids
+
+    def _insert_attributes(
+        self, connection: Connection, new: list[str], hashes: dict[str, int]
+    ) -> dict[str, int]:
+        if not self.engine.dialect.insert_returning:  # MySQL
+            return {
+                shared: int(
+                    connection.execute(
+                        insert(StateAttributes), {"hash": hashes[shared], "shared_attrs": shared}
+                    ).inserted_primary_key[0]
+                )
+                for shared in new
+            }
+        # Many rows to one INSERT ... RETURNING, in the driver's SQL: SQLAlchemy's own costs
+        # more per row than the database does. RETURNING gives no order; the JSON, unique
+        # here, tells the rows apart.
+        ids: dict[str, int] = {}
+        for start in range(0, len(new), _INSERT_CHUNK):
+            chunk = new[start : start + _INSERT_CHUNK]
+            values = [value for shared in chunk for value in (hashes[shared], shared)]
+            for attributes_id, text in connection.exec_driver_sql(
+                self._attributes_sql(len(chunk)), tuple(values)
+            ):
+                ids[text] = int(attributes_id)
+        return ids
+
+    def _attributes_sql(self, rows: int) -> str:
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        return (
+            "INSERT INTO state_attributes (hash, shared_attrs) VALUES "
+            f"{', '.join([f'({mark}, {mark})'] * rows)} RETURNING attributes_id, shared_attrs"
+        )
 
     @staticmethod
     def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         cache[key] = value
         if len(cache) > _ATTRIBUTE_CACHE_SIZE:
             cache.popitem(last=False)
-
-    def _find_or_insert_attributes(self, connection: Connection, shared: str) -> int:
-        digest = zlib.crc32(shared.encode())
-        for attributes_id, text in connection.execute(
-            select(StateAttributes.attributes_id, StateAttributes.shared_attrs).where(
-                StateAttributes.hash == digest
-            )
-        ):
-            if text == shared:
-                return int(attributes_id)
-        return int(
-            connection.execute(
-                insert(StateAttributes).values(hash=digest, shared_attrs=shared)
-            ).inserted_primary_key[0]
-        )
 
     def _insert_events(self, connection: Connection, events: list[Event]) -> None:
         rows = []

@@ -23,7 +23,8 @@ from .conftest import MachineFactory, adopted_machine, start_link, until
 def test_the_configuration_has_defaults_and_a_stable_client_id() -> None:
     schema = vendhub_config_schema()
     config = schema({})
-    assert config["broker"] == {"host": "127.0.0.1", "port": 1883}
+    assert "broker" not in config  # no broker: the embedded one (test_embedded_broker.py)
+    assert schema({"broker": {}})["broker"] == {"host": "127.0.0.1", "port": 1883}
     assert config["keepalive"] == 30
     assert config["topic_prefix"] == "vendhub"
     assert config["auto_adopt"] is False

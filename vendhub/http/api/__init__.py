@@ -28,6 +28,8 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "alarms",
     "automations",
     "services",
+    "websocket",
+    "kiosk",
 )
 
 
