@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from vendhub.core.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT = 2.0  # seconds amqtt may take to close its listeners and clients
 
 CREDENTIAL_CHECK_INTERVAL: Final = 5.0
 """Seconds between looks at the credential store for removed or rotated logins."""
@@ -350,7 +351,16 @@ class EmbeddedBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
         if broker is not None:
-            await broker.shutdown()
+            # amqtt's shutdown waits on every client connection: bound it, the hub's stop is.
+            try:
+                await asyncio.wait_for(broker.shutdown(), SHUTDOWN_TIMEOUT)
+            except TimeoutError:
+                _LOGGER.warning(
+                    "Embedded MQTT broker on %s did not stop within %.0f s; left behind",
+                    self.address,
+                    SHUTDOWN_TIMEOUT,
+                )
+                return
             _LOGGER.info("Embedded MQTT broker on %s stopped", self.address)
 
     async def _async_watch_credentials(self) -> None:
