@@ -99,6 +99,7 @@ class BrokerConnection:
         self.connects = 0  # successful connections, the first one included
         self.failures = 0  # failed attempts and lost connections
         self.last_error: str | None = None
+        self.behind: Callable[[], bool] | None = None  # the hub is behind further on: wait
 
     @property
     def connected(self) -> bool:
@@ -175,7 +176,11 @@ class BrokerConnection:
             try:
                 client = self._new_client()
                 # amqtt (the embedded broker) times out deliveries whose PUBACK waits.
-                flow = Inflow(client, manual_ack=self.settings.protocol_version != MQTT_V311)
+                flow = Inflow(
+                    client,
+                    manual_ack=self.settings.protocol_version != MQTT_V311,
+                    behind=self.behind,
+                )
                 async with client:
                     self._client = client
                     self._session_ended = asyncio.get_running_loop().create_future()

@@ -10,9 +10,10 @@ the hub has not handled yet in memory without bound. ``Inflow`` takes its client
 - **Acknowledged once handled.** With ``manual_ack`` a QoS 1 message is PUBACKed when
   ``handled``, not when read, so what a hub had read but not handled when it died comes
   again from its session.
-- **Paced.** Reading stops while ``high`` messages wait and starts again at ``low``; the
-  rest waits in the socket buffers and in the hub's session on the broker, which keeps QoS 1
-  messages (Mosquitto: up to ``max_queued_messages`` for the hub). MQTT 5's Receive Maximum
+- **Paced.** Reading stops while ``high`` messages wait, or while ``behind()`` says the hub
+  is behind further on (the recorder's writer), and starts again at ``low``; the rest waits
+  in the socket buffers and in the hub's session on the broker, which keeps QoS 1 messages
+  (Mosquitto: up to ``max_queued_messages`` for the hub). MQTT 5's Receive Maximum
   should do this, but Mosquitto 2.0 sends past it once its queue for the hub fills (measured:
   8,500 waiting at a Receive Maximum of 1,000). A waiting message is about 0.4 KB: the MQTT 5
   properties, which the hub does not read, made it 6 KB and are dropped.
@@ -31,7 +32,7 @@ queue; aiomqtt's own message iterator still ends the loop when the connection en
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiomqtt
@@ -47,8 +48,15 @@ class Inflow:
     watch_every: float = 0.02
     longest_pause: float = 5.0
 
-    def __init__(self, client: aiomqtt.Client, *, manual_ack: bool) -> None:
+    def __init__(
+        self,
+        client: aiomqtt.Client,
+        *,
+        manual_ack: bool,
+        behind: Callable[[], bool] | None = None,
+    ) -> None:
         self._client = client
+        self._behind = behind or _never
         self._queue: asyncio.Queue[aiomqtt.Message] = client._queue
         self._paho = client._client
         self._paho.manual_ack_set(manual_ack)
@@ -91,8 +99,11 @@ class Inflow:
         """``message`` is handled: acknowledge it, and read again once few wait."""
         self._paho.ack(message.mid, message.qos)  # nothing unless manual_ack and QoS 1 or 2
         self._handled += 1
-        if self._paused_fd is not None and self._queue.qsize() <= self.low:
+        if self._paused_fd is not None and self._may_read():
             self._resume()
+
+    def _may_read(self) -> bool:
+        return self._queue.qsize() <= self.low and not self._behind()
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -130,7 +141,7 @@ class Inflow:
         message.properties = None
         self._queue_message(client, userdata, message)
         waiting = self._queue.qsize()
-        if self._paused_fd is not None or waiting < self.high:
+        if self._paused_fd is not None or (waiting < self.high and not self._behind()):
             return
         if self._read_through:
             if waiting < self.most and self._awaiting_broker():
@@ -166,6 +177,8 @@ class Inflow:
             self._resume()
         elif self._loop.time() - self._paused_at > self.longest_pause:
             self._resume()  # the next message read stops reading again
+        elif self._may_read():  # no message to hand over, and no longer behind
+            self._resume()
         else:
             self._watch = self._loop.call_later(self.watch_every, self._check, self._handled)
 
@@ -177,3 +190,7 @@ class Inflow:
         sock = self._paho.socket()
         if sock is not None and sock.fileno() == fd:  # else the connection has ended
             self._loop.add_reader(fd, self._read)
+
+
+def _never() -> bool:
+    return False

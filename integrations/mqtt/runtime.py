@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -25,6 +26,7 @@ from vendhub.machine.link import Handled, MachineLink, Outcome
 from vendhub.recorder.recorder import DATA_RECORDER
 from vendhub.registry import device_registry
 from vendhub.util.dt import utcnow
+from vendhub.util.heap import freeze_startup_heap
 
 from .acks import Acknowledger
 from .commands import CommandRunner
@@ -56,6 +58,12 @@ REASON_SCHEMA = "schema"  # valid JSON that breaks the message's schema
 REASON_NOT_ADOPTED = "not_adopted"  # from a machine that is not adopted (yet)
 REASON_BAD_TOPIC = "bad_topic"  # under the prefix, but not a protocol topic
 WARN_INTERVAL = 60.0  # seconds between warnings about one source's bad messages
+# When this many machines were adopted and then none for HEAP_SETTLE_SECONDS, their objects
+# leave the garbage collector's reach, as the start-up heap does (vendhub/util/heap.py): with
+# a fleet adopted after start-up, every full collection walked all of it (0.4 s for 1,000
+# machines), and a few machines are not worth the one collection that settling takes.
+HEAP_SETTLE_MACHINES = 100
+HEAP_SETTLE_SECONDS = 2.0
 
 
 class MqttLinkError(VendHubError):
@@ -114,6 +122,7 @@ class MqttRuntime:
             self._async_on_message,
             self._async_on_connect,
         )
+        self.connection.behind = self._recorder_behind
         self.received = 0
         # Machines on the HTTP transport (http_transport.py): acks, configs and commands go
         # to a machine's live WebSocket when it has one, else over MQTT.
@@ -121,6 +130,8 @@ class MqttRuntime:
         self._last_warning: dict[str | None, float] = {}
         # The last status of machines not adopted, also of those that did not announce yet.
         self._statuses: dict[str, str] = {}
+        self._heap_settle: asyncio.TimerHandle | None = None
+        self._adopted_unsettled = 0
 
     # ---- set up and tear down ------------------------------------------------------------
 
@@ -152,6 +163,8 @@ class MqttRuntime:
         await self.connection.async_stop()
         if self.embedded_broker is not None:
             await self.embedded_broker.async_stop()
+        if self._heap_settle is not None:
+            self._heap_settle.cancel()
         self.acks.stop()
         self.commands.cancel_all()
         for machine_id in list(self.entities):
@@ -160,6 +173,10 @@ class MqttRuntime:
 
     def _recording(self) -> bool:
         return self.hub.data.get(DATA_RECORDER) is not None
+
+    def _recorder_behind(self) -> bool:
+        recorder = self.hub.data.get(DATA_RECORDER)
+        return recorder is not None and recorder.behind()
 
     # ---- publishing ----------------------------------------------------------------------
 
@@ -372,6 +389,12 @@ class MqttRuntime:
 
     # ---- adoption ------------------------------------------------------------------------
 
+    def _settle_heap(self) -> None:
+        self._heap_settle = None
+        self._adopted_unsettled = 0
+        frozen = freeze_startup_heap()
+        _LOGGER.debug("Adopted machines settled: %d objects out of the collector's reach", frozen)
+
     def _record(self, machine_id: str) -> MachineRecord:
         record = self.directory.get(machine_id)
         if record is None:
@@ -424,6 +447,11 @@ class MqttRuntime:
         else:
             await self.directory.async_save()
         bundle = await self._async_add_machine(record, online=record.status == "online")
+        self._adopted_unsettled += 1
+        if self._adopted_unsettled >= HEAP_SETTLE_MACHINES:
+            if self._heap_settle is not None:
+                self._heap_settle.cancel()
+            self._heap_settle = self.hub.loop.call_later(HEAP_SETTLE_SECONDS, self._settle_heap)
         published = await self._async_publish_config(record)
         _LOGGER.info(
             "Adopted machine %s (%s) with %d slots; config version 1 %s",

@@ -10,12 +10,16 @@ Everything runs in separate processes on this computer, so each can be measured 
   1,000 messages behind, which would be counted as loss of the hub's.
 - **Publishers** (``--publishers`` processes, default 2, since one cannot offer enough for
   1,000 machines): ``--machines`` machines, one MQTT v5 connection each, speaking the machine
-  protocol with aiomqtt directly (``protocol.topic`` and ``encode``; no agent or outbox, for
-  speed). Their layout comes from ``simulate.fleet`` (12 slots, every third machine
-  refrigerated). Each publishes ``telemetry`` at QoS 1 (the protocol says QoS 0; at QoS 1
-  "sent" means "the broker has it"), ``--rate`` messages/s (default 10,000/s over the fleet),
-  ``--readings-per-message`` readings each, for ``--seconds``, at most 20 unconfirmed at once
-  (paho's in-flight window). ``sent`` counts only publishes the broker acknowledged (PUBACK).
+  protocol directly (``protocol.topic`` and ``encode``; no agent or outbox, for speed): an
+  aiomqtt client each, whose telemetry goes out through paho's ``publish`` with the PUBACKs
+  counted in paho's ``on_publish``, since aiomqtt's ``publish`` (a task, a ``wait_for`` and an
+  event per message) took the publishers about twice the CPU, CPU that the hub and the raw
+  subscriber share with them. Their layout comes from ``simulate.fleet`` (12 slots, every
+  third machine refrigerated). Each publishes ``telemetry`` at QoS 1 (the protocol says QoS 0;
+  at QoS 1 "sent" means "the broker has it"), ``--rate`` messages/s (default 10,000/s over the
+  fleet), ``--readings-per-message`` readings each, for ``--seconds``, at most 20 unconfirmed
+  at once (paho's in-flight window). ``sent`` counts only publishes the broker acknowledged
+  (PUBACK).
 - **Ceiling**, measured first, before the hub has ever connected (its persistent session would
   otherwise make the broker queue for it): a raw aiomqtt subscriber (MQTT v5, QoS 1, in its own
   process) on ``vendhub/+/telemetry`` receives the same publishers' load.
@@ -52,6 +56,11 @@ What is counted, and how:
   as a percentage of one core; RSS from ``/proc/<pid>/status``: ``hub_rss_mb`` is VmHWM, the
   peak over the whole run (the strictest reading), beside VmRSS once all machines were adopted
   (``hub_rss_idle_mb``: the machines held) and at the end. The RSS target is checked on both.
+- ``hub_queue_max``: the most messages the hub's MQTT client held received but not handled
+  during the telemetry run, as the probe saw them every 0.25 s. A hub slower than the
+  publishers leaves the rest of its backlog in its session on the broker
+  (``integrations/mqtt/inflow.py``), which is why the broker's ``max_queued_messages`` is
+  raised.
 
 The ceiling is only as high as the load: when the raw subscriber had every message within
 10% of ``--seconds`` after the publishers' last PUBACK, it measured the publishers' rate, not
@@ -354,28 +363,29 @@ async def _telemetry(
     shared: _Fleet,
     readings_per_message: int,
 ) -> None:
-    import aiomqtt
-
-    loop = asyncio.get_running_loop()
+    paho = client._client  # paho's publish, PUBACKs counted in on_publish: see the docstring
     readings = Readings(readings_per_message, spec["refrigerated"], random.Random(spec["seed"]))
-    window = asyncio.Semaphore(IN_FLIGHT)
-    pending: set[asyncio.Task[None]] = set()
+    unconfirmed: set[int] = set()  # mids the broker has not PUBACKed yet
+    room = asyncio.Event()
+    confirmed_all = asyncio.Event()
     interval = 1.0 / shared.rate
     end = shared.start + shared.seconds
     next_at = shared.start + interval * index / shared.total
     booted = shared.start - 3600.0  # the machine has been up for an hour
+    forward = paho.on_publish
 
-    async def send(payload: bytes) -> None:
-        try:
-            await client.publish(topic, payload, qos=1)
-        except aiomqtt.MqttError:
-            shared.errors += 1
-        else:
-            shared.sent += 1
-            shared.last_ack = time.time()
-        finally:
-            window.release()
+    def on_publish(paho_client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+        if mid not in unconfirmed:
+            forward(paho_client, userdata, mid, *rest)
+            return
+        unconfirmed.discard(mid)
+        shared.sent += 1
+        shared.last_ack = time.time()
+        room.set()
+        if not unconfirmed:
+            confirmed_all.set()
 
+    paho.on_publish = on_publish
     seq = 0
     while next_at < end:
         now = time.time()
@@ -383,7 +393,9 @@ async def _telemetry(
             break
         if next_at > now:
             await asyncio.sleep(next_at - now)
-        await window.acquire()
+        while len(unconfirmed) >= IN_FLIGHT:
+            room.clear()
+            await room.wait()
         seq += 1
         stamp = time.time()
         message = {
@@ -392,12 +404,18 @@ async def _telemetry(
             "ts": protocol.format_time(datetime.fromtimestamp(stamp, UTC)),
             "readings": readings.next(stamp - booted),
         }
-        task = loop.create_task(send(protocol.encode(message)))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        info = paho.publish(topic, protocol.encode(message), qos=1)
+        if info.rc == 0:
+            unconfirmed.add(info.mid)
+            confirmed_all.clear()
+        else:  # the connection is gone
+            shared.errors += 1
         next_at += interval
-    if pending:
-        await asyncio.gather(*pending)
+    if unconfirmed:
+        try:
+            await asyncio.wait_for(confirmed_all.wait(), 600)
+        except TimeoutError:
+            shared.errors += len(unconfirmed)
 
 
 async def _publisher(options: argparse.Namespace) -> int:
@@ -558,6 +576,7 @@ class Probe:
             self.last = time.time()
             if self.first is None:
                 self.first = self.last
+                self.queued_max = 0  # from here on: during the telemetry run
 
     def snapshot(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -586,6 +605,7 @@ class Probe:
                 for name in ("states_written", "states_dropped", "backlog", "last_error")
                 if hasattr(stats, name)
             }
+            found["recorder"]["queued"] = recorder.queue.qsize()
         return found
 
     def write(self) -> None:
@@ -987,6 +1007,7 @@ class Bench:
             "hub_rss_idle_mb": round(noted["memory"].get("VmRSS", 0.0), 1),
             "hub_rss_end_mb": round(memory.get("VmRSS", 0.0), 1),
             "hub_reconnects": int(after.get("connection", {}).get("connects", 1)) - 1,
+            "hub_queue_max": int(after.get("client_queue_max", 0)),
         }
 
 
@@ -1053,6 +1074,7 @@ def _print_table(args: argparse.Namespace, rate: float, result: dict[str, Any]) 
             f"{result['hub_rss_mb']:g} / {result['hub_rss_idle_mb']:g} / "
             f"{result['hub_rss_end_mb']:g} MB",
         ),
+        ("hub's client queue, at most", f"{result['hub_queue_max']:,} messages"),
         ("publisher CPU", f"{result['publisher_cpu_percent']}% of a core"),
     ]
     for name, value in rows:

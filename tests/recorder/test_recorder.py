@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from vendhub.const import EVENT_MONEY_RECORDED, EVENT_STATE_CHANGED
+from vendhub.const import EVENT_MONEY_RECORDED, EVENT_STATE_CHANGED, MATCH_ALL
 from vendhub.core.context import Context
 from vendhub.core.events import Event
 from vendhub.core.hub import Hub
@@ -139,6 +139,52 @@ async def test_a_batch_of_many_new_attribute_sets_is_stored_once_each(
     assert count(recorder, StateAttributes) == 600 + 1
     await hub.async_stop()
     await recorder.async_stop()
+
+
+async def test_attribute_sets_that_share_a_hash_stay_apart(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vendhub.recorder.writer.zlib.crc32", lambda data: 7)
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    for number in range(30):
+        hub.states.async_set(f"sensor.s{number}", "on", {"n": number})
+    await recorder.async_flush()
+    recorder.writer._forget_uncommitted_ids()
+    for number in range(20, 40):  # half known to the database only, half new
+        hub.states.async_set(f"sensor.s{number}", "off", {"n": number})
+    await recorder.async_flush()
+
+    with recorder.engine.connect() as connection:
+        rows = connection.execute(
+            select(StatesMeta.entity_id, States.state, StateAttributes.shared_attrs)
+            .join(StatesMeta, StatesMeta.metadata_id == States.metadata_id)
+            .join(StateAttributes, StateAttributes.attributes_id == States.attributes_id)
+        ).all()
+    assert sorted(rows) == sorted(
+        [(f"sensor.s{number}", "on", f'{{"n":{number}}}') for number in range(30)]
+        + [(f"sensor.s{number}", "off", f'{{"n":{number}}}') for number in range(20, 40)]
+    )
+    assert count(recorder, StateAttributes) == 40
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
+async def test_a_writer_that_cannot_keep_up_is_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vendhub.recorder.recorder.BEHIND_RECORDS", 3)
+    hub = Hub(tmp_path)
+    recorder = Recorder(hub, RecorderConfig(db_url=f"sqlite:///{tmp_path / 'v.db'}"))
+    hub.data["recorder"] = recorder
+    hub.bus.async_listen(MATCH_ALL, recorder._on_event)  # as started, but no writer
+    for number in range(3):
+        hub.states.async_set("sensor.s", str(number))
+    assert not recorder.behind()
+    hub.states.async_set("sensor.s", "3")
+    assert recorder.behind()
+    recorder.engine.dispose()
+    await hub.async_stop()
 
 
 async def test_the_same_vend_event_three_times_is_recorded_once(

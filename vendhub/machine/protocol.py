@@ -501,25 +501,6 @@ _CHECKED_NAMES_LIMIT = 10_000
 _checked_reading_names: set[str] = set()  # other reading names found valid already
 
 
-def _plain_reading(check: int | None, value: Any) -> bool:
-    kind = type(value)
-    if check is None:  # a reading version 1 does not know: a scalar
-        if value is None or kind is bool or kind is int:
-            return True
-        if kind is str:
-            return len(value) <= 255
-        return kind is float and math.isfinite(value)
-    if check == _BOOLEAN:
-        return kind is bool
-    if check == _TEXT:
-        return kind is str and 1 <= len(value) <= 255
-    if kind is int:
-        return value >= 0 or check in (_NUMBER, _WHOLE)
-    if kind is float and check in (_NUMBER, _NON_NEGATIVE) and math.isfinite(value):
-        return value >= 0 or check == _NUMBER
-    return False
-
-
 def _plain_telemetry_time(message: dict[str, Any]) -> datetime | None:
     """The time of a plainly valid telemetry message; None means: ask the schema."""
     version = message.get("v")
@@ -540,13 +521,36 @@ def _plain_telemetry_time(message: dict[str, Any]) -> datetime | None:
     checks = _READING_CHECKS
     names = _checked_reading_names
     for name, value in readings.items():
+        kind = type(value)
         check = checks.get(name)
-        if check is None and name not in names:
-            if type(name) is not str or _READING_NAME.fullmatch(name) is None:
+        if check is None:  # a reading version 1 does not know: a scalar
+            if name not in names:
+                if type(name) is not str or _READING_NAME.fullmatch(name) is None:
+                    return None
+                if len(names) < _CHECKED_NAMES_LIMIT:
+                    names.add(name)
+            if not (
+                value is None
+                or kind is bool
+                or kind is int
+                or (kind is str and len(value) <= 255)
+                or (kind is float and math.isfinite(value))
+            ):
                 return None
-            if len(names) < _CHECKED_NAMES_LIMIT:
-                names.add(name)
-        if not _plain_reading(check, value):
+        elif kind is int:
+            if check in (_BOOLEAN, _TEXT) or (value < 0 and check not in (_NUMBER, _WHOLE)):
+                return None
+        elif kind is float:
+            if (
+                check not in (_NUMBER, _NON_NEGATIVE)
+                or not math.isfinite(value)
+                or (value < 0 and check != _NUMBER)
+            ):
+                return None
+        elif kind is bool:
+            if check != _BOOLEAN:
+                return None
+        elif kind is not str or check != _TEXT or not 1 <= len(value) <= 255:
             return None
     try:
         moment = datetime.fromisoformat(ts)

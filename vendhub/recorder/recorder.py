@@ -35,6 +35,9 @@ _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DATA_RECORDER = "recorder"
+# Records queued for the writer, not yet taken, past which it is behind: what feeds the hub
+# should wait (each queued record holds its state or event, about a kilobyte or two).
+BEHIND_RECORDS = 5000
 # Events that are about the recorder, the hub's own wiring or the transport, not about the
 # fleet (what an MQTT message means is recorded as the states and events it causes).
 NEVER_RECORDED = frozenset(
@@ -137,6 +140,14 @@ class Recorder:
     def stats(self) -> WriterStats:
         """The writer's counters."""
         return self.writer.stats
+
+    def behind(self) -> bool:
+        """True while the writer cannot keep up: more than ``BEHIND_RECORDS`` wait for it.
+
+        While the database is unreachable the writer still takes every record (and bounds
+        what it keeps), so an outage does not make it behind.
+        """
+        return self.queue.qsize() > BEHIND_RECORDS
 
     # ---- lifecycle -----------------------------------------------------------------------
 

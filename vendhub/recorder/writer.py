@@ -512,23 +512,31 @@ class RecorderWriter(threading.Thread):
                 for shared in new
             }
         # Many rows to one INSERT ... RETURNING, in the driver's SQL: SQLAlchemy's own costs
-        # more per row than the database does. RETURNING gives no order; the JSON, unique
-        # here, tells the rows apart.
+        # more per row than the database does. RETURNING gives no order: the hash tells the
+        # rows apart, and the text where two share a hash (text as the database gives it back
+        # may differ, say in a narrower character set, so it is not the first choice).
         ids: dict[str, int] = {}
         for start in range(0, len(new), _INSERT_CHUNK):
             chunk = new[start : start + _INSERT_CHUNK]
+            by_hash: dict[int, list[str]] = {}
+            for shared in chunk:
+                by_hash.setdefault(hashes[shared], []).append(shared)
             values = [value for shared in chunk for value in (hashes[shared], shared)]
-            for attributes_id, text in connection.exec_driver_sql(
+            for attributes_id, digest, text in connection.exec_driver_sql(
                 self._attributes_sql(len(chunk)), tuple(values)
             ):
-                ids[text] = int(attributes_id)
+                candidates = by_hash[int(digest)]
+                shared = text if text in candidates else candidates[0]
+                candidates.remove(shared)
+                ids[shared] = int(attributes_id)
         return ids
 
     def _attributes_sql(self, rows: int) -> str:
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         return (
             "INSERT INTO state_attributes (hash, shared_attrs) VALUES "
-            f"{', '.join([f'({mark}, {mark})'] * rows)} RETURNING attributes_id, shared_attrs"
+            f"{', '.join([f'({mark}, {mark})'] * rows)} "
+            "RETURNING attributes_id, hash, shared_attrs"
         )
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -144,6 +145,38 @@ async def test_auto_adopt_adopts_every_machine_that_announces_itself(
     assert [event.data["machine_id"] for event in adopted] == ["gym_3"]
     assert hub.states.is_state("machine.gym_3", "online")
     assert (await machine.wait_for(lambda: machine.of("config")))[0].json["version"] == 1
+
+
+async def test_a_fleet_adopted_at_once_settles_out_of_the_collectors_reach(
+    hub: Hub,
+    broker: Mosquitto,
+    prefix: str,
+    machines: MachineFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settled: list[float] = []
+    monkeypatch.setattr("vendhub_integrations.mqtt.runtime.HEAP_SETTLE_MACHINES", 3)
+    monkeypatch.setattr("vendhub_integrations.mqtt.runtime.HEAP_SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(
+        "vendhub_integrations.mqtt.runtime.freeze_startup_heap", lambda: settled.append(1) or 0
+    )
+    await start_link(hub, link_config(broker, prefix, auto_adopt=True))
+    adopted = record(hub, "mqtt_machine_adopted")
+    for number in range(2):
+        machine = await machines(f"shop_{number}")
+        await machine.status("online")
+        await machine.announce()
+    await until(lambda: len(adopted) == 2)
+    await asyncio.sleep(0.5)
+    assert settled == []  # two machines are not worth a collection
+    for number in range(2, 5):
+        machine = await machines(f"shop_{number}")
+        await machine.status("online")
+        await machine.announce()
+    await until(lambda: len(adopted) == 5)
+    await until(lambda: settled, timeout=3)
+    await asyncio.sleep(0.5)
+    assert settled == [1]  # once, after the last of them
 
 
 async def test_publish_config_changes_prices_and_mode_with_a_new_version(

@@ -158,3 +158,24 @@ async def test_a_long_pause_still_reads_now_and_then(broker: Mosquitto) -> None:
         await asyncio.sleep(1.0)
         assert 5 <= len(client.messages) <= 10
         assert flow.paused
+
+
+async def test_reading_waits_while_the_hub_is_behind_further_on(broker: Mosquitto) -> None:
+    # The recorder's writer falling behind stops reading too: the broker keeps the rest.
+    behind = True
+    client = aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5)
+    flow = Inflow(client, manual_ack=True, behind=lambda: behind)
+    async with client:
+        await client.subscribe("bh/#", qos=1)
+        await publish(broker, "bh/x", 10)
+        await asyncio.sleep(0.3)
+        assert len(client.messages) == 1
+        assert flow.paused
+        behind = False
+        got = []
+        async for message in flow.messages():
+            got.append(int(message.payload))
+            flow.handled(message)
+            if len(got) == 10:
+                break
+    assert got == list(range(10))
