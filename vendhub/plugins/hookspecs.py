@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from vendhub.core.hub import Hub
     from vendhub.notify.platform import NotifyPlatform
+    from vendhub.vending.dispenser import Dispenser
+    from vendhub.vending.payment import PaymentProvider
 
 PROJECT_NAME = "vendhub"
 
@@ -67,4 +69,25 @@ def vendhub_notify_platform(platform: str) -> type[NotifyPlatform] | None:
     implementation on its own, so one that raises is logged and skipped. It asks while it
     sets up, so the providing integration must be loaded: give it a block in
     configuration.yaml (an empty one will do) or make it a dependency of a loaded one.
+    """
+
+
+@hookspec(firstresult=True)
+def vendhub_payment_provider(platform: str) -> type[PaymentProvider] | None:
+    """Return the class of payment provider ``platform`` if this integration provides it.
+
+    :param platform: the ``platform:`` of an entry in a machine's ``payments:`` list in the
+        ``vending:`` block.
+    Return a subclass of ``vendhub.vending.payment.PaymentProvider``, or None for a name this
+    integration does not provide. The vending integration asks each loaded integration on its
+    own, so one that raises is logged and skipped.
+    """
+
+
+@hookspec(firstresult=True)
+def vendhub_dispenser(platform: str) -> type[Dispenser] | None:
+    """Return the class of dispenser board ``platform`` if this integration provides it.
+
+    :param platform: the ``platform:`` of a machine's ``dispenser:`` in the ``vending:`` block.
+    Return a subclass of ``vendhub.vending.dispenser.Dispenser``, or None.
     """
