@@ -38,3 +38,4 @@ EVENT_MACHINE_REMOVED: Final = "mqtt_machine_removed"
 INBOUND_KINDS: Final = ("status", "announce", "telemetry", "event", "cmd_result")
 # Kinds a machine may send before it is adopted.
 UNADOPTED_KINDS: Final = ("status", "announce")
+DEFAULT_CONFIG_CONFIRM_TIMEOUT: Final = 300.0  # seconds a machine has to confirm a config

@@ -43,7 +43,21 @@ class MachineRecord:
     # The config the hub keeps for the machine: {"version", "mode", "slots"}; None until adopted.
     config: dict[str, Any] | None = None
     config_published: int = 0  # the config version last published to the broker
+    # What the machine confirmed with config_applied: the version (0: none yet) and the mode
+    # and slot plans it runs ({"mode", "slots"}; from its announcement until it confirms).
+    config_applied: int = 0
+    applied: dict[str, Any] | None = None
+    # The content ({"mode", "slots"}, prices as in force then) of each version published from
+    # the one confirmed last onward, by version as text (JSON keys are text).
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_published_at: str | None = None  # when the newest version was first published
+    config_rejected: dict[str, str] = field(default_factory=dict)  # what the machine refused
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_pending(self) -> bool:
+        """True from publishing a config version until the machine confirms it."""
+        return self.config is not None and self.config_applied < self.config["version"]
 
     @property
     def display_name(self) -> str:

@@ -427,7 +427,7 @@ class MachineHttpTransport:
         self._fire_connection(socket, STATE_CONNECTED)
         record = self.runtime.directory.get(socket.machine_id)
         if record is not None and record.adopted and record.config is not None:
-            message = self.runtime._config_message(record.config)
+            message = self.runtime.config_message(record)
             socket.send(frame(protocol.KIND_CONFIG, protocol.encode(message)))
 
     async def async_detach(self, socket: MachineSocket) -> None:

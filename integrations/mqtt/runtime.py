@@ -1,21 +1,37 @@
-"""The running MQTT link: messages from the broker to the machine link, adoption, config, acks."""
+"""The running MQTT link: messages from the broker to the machine link, adoption, config, acks.
+
+Configs: the hub publishes a machine's config (retained, a new ``version`` at every change,
+prices as the machine's price list has them at that moment) and waits for the machine's
+``config_applied`` event with that version. Until then the machine and the changed slots
+show ``config_pending`` and the values not confirmed (``pending_price``, ``pending_mode``,
+...); a machine that does not confirm within ``config_confirm_timeout`` gets
+``config_overdue`` and, when the ``alarm`` integration is loaded, a ``config_not_confirmed``
+alarm. Machines that never confirm (agents older than ``config_applied``) keep working:
+their configs just stay pending. When a price window starts or ends, the prices in force
+change and the hub publishes a new version (one timer for the next edge of any list).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
 from vendhub.automation.triggers.mqtt import EVENT_MQTT_MESSAGE_RECEIVED
 from vendhub.core.context import Context
-from vendhub.core.errors import VendHubError
+from vendhub.core.errors import InvalidServiceData, VendHubError
+from vendhub.core.events import Event, Unsubscribe
+from vendhub.core.timers import async_track_point_in_time
 from vendhub.helpers.entity_platform import async_add_entities
 from vendhub.machine import protocol
 from vendhub.machine.entities import (
+    ConfigStatus,
     LinkErrorsSensor,
     MachineEntities,
     MachineEntityBase,
@@ -27,11 +43,13 @@ from vendhub.recorder.recorder import DATA_RECORDER
 from vendhub.registry import device_registry
 from vendhub.util.dt import utcnow
 from vendhub.util.heap import freeze_startup_heap
+from vendhub.vending.pricing import DATA_PRICING, EVENT_PRICE_LISTS_CHANGED, PriceBook
 
 from .acks import Acknowledger
 from .commands import CommandRunner
 from .connection import BrokerConnection, NotConnected
 from .const import (
+    DEFAULT_CONFIG_CONFIRM_TIMEOUT,
     DOMAIN,
     EVENT_MACHINE_ADOPTED,
     EVENT_MACHINE_PENDING,
@@ -64,6 +82,10 @@ WARN_INTERVAL = 60.0  # seconds between warnings about one source's bad messages
 # machines), and a few machines are not worth the one collection that settling takes.
 HEAP_SETTLE_MACHINES = 100
 HEAP_SETTLE_SECONDS = 2.0
+# How long a machine may take to confirm a config before it is overdue (and alarmed).
+CONF_CONFIG_CONFIRM_TIMEOUT = "config_confirm_timeout"
+ALARM_CONFIG_NOT_CONFIRMED = "config_not_confirmed"
+PLAN_KEYS = ("product", "price", "capacity", "par")
 
 
 class MqttLinkError(VendHubError):
@@ -132,6 +154,13 @@ class MqttRuntime:
         self._statuses: dict[str, str] = {}
         self._heap_settle: asyncio.TimerHandle | None = None
         self._adopted_unsettled = 0
+        self.confirm_timeout = float(
+            config.get(CONF_CONFIG_CONFIRM_TIMEOUT, DEFAULT_CONFIG_CONFIRM_TIMEOUT)
+        )
+        self._overdue_timers: dict[str, Unsubscribe] = {}
+        self._alarmed: set[str] = set()  # machines with a config_not_confirmed alarm raised
+        self._price_timer: Unsubscribe | None = None
+        self._price_listener: Unsubscribe | None = None
 
     # ---- set up and tear down ------------------------------------------------------------
 
@@ -141,6 +170,11 @@ class MqttRuntime:
         await async_add_entities(self.hub, DOMAIN, [self.hub_errors])
         for record in self.directory.adopted():
             await self._async_add_machine(record, online=False)
+            self._watch_confirmation(record)
+        self._price_listener = self.hub.bus.async_listen(
+            EVENT_PRICE_LISTS_CHANGED, self._on_price_lists_changed
+        )
+        self._schedule_price_change()
         if not self._recording():
             _LOGGER.warning(
                 "No recorder is set up: sales and other ledger events from machines are "
@@ -165,6 +199,15 @@ class MqttRuntime:
             await self.embedded_broker.async_stop()
         if self._heap_settle is not None:
             self._heap_settle.cancel()
+        if self._price_listener is not None:
+            self._price_listener()
+            self._price_listener = None
+        if self._price_timer is not None:
+            self._price_timer()
+            self._price_timer = None
+        for cancel in self._overdue_timers.values():
+            cancel()
+        self._overdue_timers.clear()
         self.acks.stop()
         self.commands.cancel_all()
         for machine_id in list(self.entities):
@@ -208,9 +251,12 @@ class MqttRuntime:
         """
         every = self.embedded_broker is not None
         for record in self.directory.adopted():
-            if record.config is not None and (
-                every or record.config_published < record.config["version"]
-            ):
+            if record.config is None:
+                continue
+            repriced = self._content(record, utcnow()) != record.sent.get(
+                str(record.config["version"])
+            )
+            if every or repriced or record.config_published < record.config["version"]:
                 await self._async_publish_config(record)
 
     # ---- receiving -----------------------------------------------------------------------
@@ -306,7 +352,10 @@ class MqttRuntime:
         handled = self._apply(machine_id, protocol.KIND_EVENT, event)
         if handled.outcome is Outcome.failed:
             self.acks.forget(machine_id, event_id)
-        elif not ledger:
+            return
+        if event["event"] == protocol.EVENT_CONFIG_APPLIED and handled.outcome is Outcome.applied:
+            self._config_confirmed(machine_id, event["data"])
+        if not ledger:
             self.acks.ack(machine_id, event_id)
 
     def _pending_status(self, machine_id: str, status: dict[str, Any]) -> None:
@@ -439,6 +488,14 @@ class MqttRuntime:
             },
         }
         record.config_published = 0
+        # Until it confirms a config, the machine runs what it announced.
+        record.applied = {
+            "mode": protocol.MODE_NORMAL,
+            "slots": copy.deepcopy(record.config["slots"]),
+        }
+        record.config_applied = 0
+        record.sent = {}
+        record.config_rejected = {}
         if automatic:
             # A fleet adopting itself would rewrite the whole directory once per machine;
             # one delayed write covers them all, and a machine whose adoption a crash lost
@@ -452,7 +509,7 @@ class MqttRuntime:
             if self._heap_settle is not None:
                 self._heap_settle.cancel()
             self._heap_settle = self.hub.loop.call_later(HEAP_SETTLE_SECONDS, self._settle_heap)
-        published = await self._async_publish_config(record)
+        published = await self._async_publish_config(record, context)
         _LOGGER.info(
             "Adopted machine %s (%s) with %d slots; config version 1 %s",
             machine_id,
@@ -461,6 +518,7 @@ class MqttRuntime:
             "published" if published else "will be published when the broker is reachable",
         )
         self.hub.bus.async_fire(EVENT_MACHINE_ADOPTED, {"machine_id": machine_id}, context=context)
+        self._schedule_price_change()  # its price list may have edges no other machine has
         return {
             "machine_id": machine_id,
             "entities": [entity.entity_id for entity in bundle.all()]
@@ -481,17 +539,20 @@ class MqttRuntime:
             currency=announce["currency"],
             manufacturer=MANUFACTURER,
         )
+        content = self._latest_content(record)
+        planned_slots = content["slots"] if content is not None else {}
         slots = {
-            code: {**slot, **((record.config or {}).get("slots", {}).get(code, {}))}
+            code: {**slot, **planned_slots.get(code, {})}
             for code, slot in announce["slots"].items()
         }
-        for code, planned in (record.config or {}).get("slots", {}).items():
+        for code, planned in planned_slots.items():
             slots.setdefault(code, dict(planned))
         bundle = MachineEntities.build(
             info, slots, refrigerated=bool(announce["refrigerated"]), online=online
         )
-        if record.config is not None:
-            bundle.machine.mode = record.config["mode"]
+        if content is not None:
+            bundle.machine.mode = content["mode"]
+            self._set_config_status(record, bundle)
         errors = LinkErrorsSensor.for_machine(info)
         entities: list[Any] = [*bundle.all(), errors]
         await async_add_entities(self.hub, DOMAIN, entities)
@@ -507,6 +568,9 @@ class MqttRuntime:
         """
         record = self._record(machine_id)
         self.link.remove_machine(machine_id)
+        cancel = self._overdue_timers.pop(machine_id, None)
+        if cancel is not None:
+            cancel()
         self.entities.pop(machine_id, None)
         self.error_sensors.pop(machine_id, None)
         devices = device_registry(self.hub)
@@ -535,8 +599,67 @@ class MqttRuntime:
 
     # ---- config --------------------------------------------------------------------------
 
+    def _content(self, record: MachineRecord, now: datetime) -> dict[str, Any]:
+        """What the machine should run at ``now``: the mode, and the slot plans with the
+        prices in force then (the machine's price list applied to the hub's plan)."""
+        assert record.config is not None
+        book: PriceBook | None = self.hub.data.get(DATA_PRICING)
+        slots = record.config["slots"]
+        return {
+            "mode": record.config["mode"],
+            "slots": (
+                book.effective_slots(record.machine_id, slots, now)
+                if book is not None
+                else copy.deepcopy(slots)
+            ),
+        }
+
     @staticmethod
-    def _config_message(config: dict[str, Any]) -> dict[str, Any]:
+    def _latest_content(record: MachineRecord) -> dict[str, Any] | None:
+        """The content of the newest version published (the hub's plan if none was)."""
+        if record.config is None:
+            return None
+        sent = record.sent.get(str(record.config["version"]))
+        if sent is not None:
+            return sent
+        return {"mode": record.config["mode"], "slots": record.config["slots"]}
+
+    def _prepare_config(self, record: MachineRecord, now: datetime) -> dict[str, Any]:
+        """The config message to publish now; a new version when the content changed since
+        the current version went out (a price window started or ended)."""
+        assert record.config is not None
+        content = self._content(record, now)
+        sent = record.sent.get(str(record.config["version"]))
+        if sent is not None and sent != content:
+            record.config["version"] += 1
+            sent = None
+        version = record.config["version"]
+        if sent is None:
+            record.sent[str(version)] = content
+            record.config_published_at = now.isoformat()
+        return {
+            "v": protocol.PROTOCOL_VERSION,
+            "version": version,
+            "ts": now,
+            "mode": content["mode"],
+            "slots": content["slots"],
+        }
+
+    def config_message(self, record: MachineRecord) -> dict[str, Any]:
+        """The machine's newest config message as published (prices as in force then)."""
+        assert record.config is not None
+        content = self._latest_content(record)
+        assert content is not None
+        return {
+            "v": protocol.PROTOCOL_VERSION,
+            "version": record.config["version"],
+            "ts": utcnow(),
+            "mode": content["mode"],
+            "slots": content["slots"],
+        }
+
+    def _config_message(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config message of a config as stored (the prices as written, not in force)."""
         return {
             "v": protocol.PROTOCOL_VERSION,
             "version": config["version"],
@@ -545,10 +668,19 @@ class MqttRuntime:
             "slots": config["slots"],
         }
 
-    async def _async_publish_config(self, record: MachineRecord) -> bool:
-        """Publish the machine's config, retained; False when the broker is not reachable."""
+    async def _async_publish_config(
+        self, record: MachineRecord, context: Context | None = None
+    ) -> bool:
+        """Publish the machine's config, retained; False when the broker is not reachable.
+
+        Its entities show the new plan, pending, before it goes out: the machine's
+        confirmation may come back before the publish returns.
+        """
         assert record.config is not None
-        message = self._config_message(record.config)
+        message = self._prepare_config(record, utcnow())
+        self._watch_confirmation(record)
+        if record.machine_id in self.entities:
+            await self._async_apply_config(record, context)
         direct = self.http_transport is not None and await self.http_transport.async_deliver(
             record.machine_id, protocol.KIND_CONFIG, protocol.encode(message)
         )
@@ -566,6 +698,7 @@ class MqttRuntime:
                 record.machine_id,
                 error,
             )
+            self.directory.schedule_save()
             return direct
         record.config_published = message["version"]
         self.directory.schedule_save()
@@ -598,25 +731,27 @@ class MqttRuntime:
             ) from None
         record.config = config
         await self.directory.async_save()
-        published = await self._async_publish_config(record)
-        await self._async_apply_config(record, context)
+        published = await self._async_publish_config(record, context)
+        content = self._latest_content(record)
+        assert content is not None
         return {
             "machine_id": machine_id,
             "version": config["version"],
-            "mode": config["mode"],
-            "slots": config["slots"],
+            "mode": content["mode"],
+            "slots": content["slots"],
             "published": published,
+            "config_pending": record.config_pending,
         }
 
     async def _async_apply_config(self, record: MachineRecord, context: Context | None) -> None:
-        """Show the new plan on the machine's entities; new slots get entities of their own."""
-        assert record.config is not None
+        """Show the newest plan on the machine's entities; new slots get entities of their own."""
+        content = self._latest_content(record)
+        assert content is not None
         bundle = self.entities[record.machine_id]
         change = Context(parent_id=context.id, user_id=context.user_id) if context else None
-        bundle.machine.mode = record.config["mode"]
-        bundle.machine.async_write_state(change)
+        bundle.machine.mode = content["mode"]
         new_slots: list[MachineEntityBase] = []
-        for code, plan in record.config["slots"].items():
+        for code, plan in content["slots"].items():
             slot = bundle.slot(code)
             if slot is None:
                 slot = SlotEntity(
@@ -633,9 +768,232 @@ class MqttRuntime:
                 new_slots.append(slot)
                 continue
             slot.set_plan(plan["product"], plan["price"], plan["capacity"], plan["par"])
-            slot.async_write_state(change)
+        self._set_config_status(record, bundle)
+        for entity in (bundle.machine, *bundle.slots.values()):
+            if entity not in new_slots:
+                entity.async_write_state(change)
         if new_slots:
             await async_add_entities(self.hub, DOMAIN, new_slots)
+
+    # ---- confirmation --------------------------------------------------------------------
+
+    def _set_config_status(self, record: MachineRecord, bundle: MachineEntities) -> None:
+        """Put the published and confirmed versions and the unconfirmed values on the
+        machine's entities (write their states afterwards)."""
+        content = self._latest_content(record)
+        assert content is not None and record.config is not None
+        applied = record.applied if record.applied is not None else content
+        rejected = record.config_rejected
+        published_at = record.config_published_at
+        bundle.machine.config = ConfigStatus(
+            version=record.config["version"],
+            applied_version=record.config_applied,
+            pending_mode=content["mode"] if content["mode"] != applied.get("mode") else None,
+            overdue=record.machine_id in self._alarmed or self._is_overdue(record),
+            published_at=datetime.fromisoformat(published_at) if published_at else None,
+            rejected=dict(rejected),
+        )
+        applied_slots = applied.get("slots", {})
+        for code, slot in bundle.slots.items():
+            plan = content["slots"].get(code)
+            confirmed = applied_slots.get(code, {})
+            pending = {
+                key: plan[key]
+                for key in PLAN_KEYS
+                if plan is not None and key in plan and confirmed.get(key) != plan[key]
+            }
+            reason = rejected.get(f"slots.{code}") or rejected.get("config") if pending else None
+            slot.set_pending(pending, reason)
+
+    def _show_config_status(self, record: MachineRecord, context: Context | None) -> None:
+        """Write the config status of the machine and its slots when it changed."""
+        bundle = self.entities.get(record.machine_id)
+        if bundle is None or record.config is None:
+            return
+        self._set_config_status(record, bundle)
+        bundle.machine.async_write_state(context)
+        for slot in bundle.slots.values():
+            slot.async_write_state(context)
+
+    def _is_overdue(self, record: MachineRecord, now: datetime | None = None) -> bool:
+        if not record.config_pending or record.config_published_at is None:
+            return False
+        published = datetime.fromisoformat(record.config_published_at)
+        return (now or utcnow()) - published >= timedelta(seconds=self.confirm_timeout)
+
+    def _watch_confirmation(self, record: MachineRecord) -> None:
+        """(Re)start the wait for the machine to confirm its newest config version."""
+        cancel = self._overdue_timers.pop(record.machine_id, None)
+        if cancel is not None:
+            cancel()
+        if not record.config_pending or record.config_published_at is None:
+            return
+        due = datetime.fromisoformat(record.config_published_at) + timedelta(
+            seconds=self.confirm_timeout
+        )
+        machine_id = record.machine_id
+
+        async def async_check(_now: datetime) -> None:
+            self._overdue_timers.pop(machine_id, None)
+            await self._async_config_overdue(machine_id)
+
+        self._overdue_timers[machine_id] = async_track_point_in_time(self.hub, async_check, due)
+
+    async def _async_config_overdue(self, machine_id: str) -> None:
+        record = self.directory.get(machine_id)
+        if record is None or not record.adopted or not record.config_pending:
+            return
+        assert record.config is not None
+        version = record.config["version"]
+        content = self._latest_content(record) or {}
+        applied = record.applied or content
+        changed = sorted(
+            code
+            for code, plan in content.get("slots", {}).items()
+            if applied.get("slots", {}).get(code) != plan
+        )
+        what = (
+            f"slots {', '.join(changed)}" if changed else "no value changes (a new machine)"
+        ) + (f", mode {content['mode']}" if content.get("mode") != applied.get("mode") else "")
+        message = (
+            f"Machine {machine_id} did not confirm config version {version} within "
+            f"{self.confirm_timeout:g} s (it confirmed version {record.config_applied}; "
+            f"pending: {what}); it may be offline or run an agent that does not send "
+            "config_applied"
+        )
+        _LOGGER.warning(message)
+        self._alarmed.add(machine_id)
+        self._show_config_status(record, None)
+        if self.hub.services.has_service("alarm", "raise"):
+            try:
+                await self.hub.services.async_call(
+                    "alarm",
+                    "raise",
+                    {
+                        "code": ALARM_CONFIG_NOT_CONFIRMED,
+                        "machine_id": machine_id,
+                        "severity": "warning",
+                        "message": message,
+                        "data": {
+                            "version": version,
+                            "applied_version": record.config_applied,
+                            "slots": changed,
+                        },
+                    },
+                )
+            except Exception:  # the alarm integration's trouble must not stop the link
+                _LOGGER.exception("Could not raise the config alarm of %s", machine_id)
+
+    def _config_confirmed(self, machine_id: str, data: dict[str, Any]) -> None:
+        """The machine applied config ``data["version"]`` (minus what it rejected)."""
+        record = self.directory.get(machine_id)
+        if record is None or record.config is None:
+            return
+        version = data["version"]
+        rejected = {str(key): str(reason) for key, reason in (data.get("rejected") or {}).items()}
+        if version > record.config["version"]:
+            _LOGGER.warning(
+                "Machine %s confirmed config version %d, but the hub published only up to %d; "
+                "ignored",
+                machine_id,
+                version,
+                record.config["version"],
+            )
+            return
+        if version <= record.config_applied:
+            _LOGGER.debug("Machine %s confirmed config version %d again", machine_id, version)
+            return
+        # Late (also before a restart, when an alarm may have been raised): clear it below.
+        late = machine_id in self._alarmed or self._is_overdue(record)
+        content = record.sent.get(str(version))
+        applied = copy.deepcopy(record.applied) or {"mode": None, "slots": {}}
+        if content is not None and "config" not in rejected:
+            if "mode" not in rejected:
+                applied["mode"] = content["mode"]
+            for code, plan in content["slots"].items():
+                if f"slots.{code}" not in rejected:
+                    applied["slots"][code] = copy.deepcopy(plan)
+        record.applied = applied
+        record.config_applied = version
+        record.config_rejected = rejected
+        record.sent = {key: sent for key, sent in record.sent.items() if int(key) >= version}
+        self.directory.schedule_save()
+        if rejected:
+            _LOGGER.warning(
+                "Machine %s applied config version %d but rejected: %s",
+                machine_id,
+                version,
+                "; ".join(f"{key}: {reason}" for key, reason in sorted(rejected.items())),
+            )
+        else:
+            _LOGGER.info("Machine %s confirmed config version %d", machine_id, version)
+        if not record.config_pending:
+            cancel = self._overdue_timers.pop(machine_id, None)
+            if cancel is not None:
+                cancel()
+            self._alarmed.discard(machine_id)
+            if late:
+                self.hub.async_create_task(
+                    self._async_clear_alarm(machine_id), name=f"clear config alarm {machine_id}"
+                )
+        self._show_config_status(record, None)
+
+    async def _async_clear_alarm(self, machine_id: str) -> None:
+        if not self.hub.services.has_service("alarm", "clear"):
+            return
+        with contextlib.suppress(InvalidServiceData):  # someone cleared it already
+            await self.hub.services.async_call(
+                "alarm", "clear", {"machine_id": machine_id, "code": ALARM_CONFIG_NOT_CONFIRMED}
+            )
+
+    # ---- prices that change with the time of day -----------------------------------------
+
+    def _schedule_price_change(self) -> None:
+        """Set the one timer for the next price window edge of any adopted machine."""
+        if self._price_timer is not None:
+            self._price_timer()
+            self._price_timer = None
+        book: PriceBook | None = self.hub.data.get(DATA_PRICING)
+        if book is None:
+            return
+        machine_ids = [record.machine_id for record in self.directory.adopted()]
+        edge = book.next_change(machine_ids, utcnow())
+        if edge is None:
+            return
+        _LOGGER.debug("Next price window edge at %s", edge.isoformat())
+        self._price_timer = async_track_point_in_time(self.hub, self._async_price_edge, edge)
+
+    async def _async_price_edge(self, _now: datetime) -> None:
+        self._price_timer = None
+        try:
+            await self.async_reprice()
+        finally:
+            self._schedule_price_change()
+
+    def _on_price_lists_changed(self, _event: Event) -> None:
+        self.hub.async_create_task(self._async_price_lists_changed(), name="mqtt reprice")
+
+    async def _async_price_lists_changed(self) -> None:
+        try:
+            await self.async_reprice()
+        finally:
+            self._schedule_price_change()
+
+    async def async_reprice(self) -> list[str]:
+        """Publish a new config version to every adopted machine whose prices in force
+        changed; returns their ids."""
+        now = utcnow()
+        changed = []
+        for record in self.directory.adopted():
+            if record.config is None or record.machine_id not in self.entities:
+                continue
+            if self._content(record, now) == record.sent.get(str(record.config["version"])):
+                continue
+            await self._async_publish_config(record)
+            changed.append(record.machine_id)
+        if changed:
+            _LOGGER.info("Prices in force changed: new config versions for %s", ", ".join(changed))
+        return changed
 
     # ---- commands ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from vendhub.machine import protocol
 
 from .const import (
     DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_CONFIG_CONFIRM_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_KEEPALIVE,
     DEFAULT_PORT,
@@ -182,6 +183,9 @@ CONFIG_SCHEMA = vol.Schema(
                 vol.Optional("topic_prefix", default=protocol.DEFAULT_PREFIX): topic_prefix,
                 vol.Optional("auto_adopt", default=False): cv.boolean,
                 vol.Optional("command_timeout", default=DEFAULT_COMMAND_TIMEOUT): _seconds,
+                vol.Optional(
+                    "config_confirm_timeout", default=DEFAULT_CONFIG_CONFIRM_TIMEOUT
+                ): _seconds,
                 vol.Optional("session_expiry", default=DEFAULT_SESSION_EXPIRY): _seconds,
             }
         ),

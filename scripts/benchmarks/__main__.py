@@ -19,6 +19,7 @@ BENCHMARKS = {
     "ingest": "fleet telemetry over Mosquitto into the hub and recorder, against a raw subscriber",
     "embedded-broker": "the hub's embedded amqtt broker against Mosquitto, messages per second",
     "api": "WebSocket state pushes to many clients and GET /api/states with many entities",
+    "vend": "hub-side vend overhead: select to dispense command at 50 local machines",
 }
 
 

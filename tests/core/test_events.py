@@ -150,3 +150,16 @@ async def test_fire_from_another_thread(hub: Hub) -> None:
     hub.bus.async_listen("from_thread", lambda event: received.set())
     await hub.async_add_executor_job(hub.bus.fire, "from_thread")
     await asyncio.wait_for(received.wait(), 2)
+
+
+async def test_has_listeners_answers_for_own_and_match_all_listeners(hub: Hub) -> None:
+    assert not hub.bus.async_has_listeners("vend_started")
+    unsubscribe = hub.bus.async_listen("vend_started", lambda event: None)
+    assert hub.bus.async_has_listeners("vend_started")
+    assert not hub.bus.async_has_listeners("vend_completed")
+    unsubscribe()
+    assert not hub.bus.async_has_listeners("vend_started")
+    unsubscribe_all = hub.bus.async_listen(MATCH_ALL, lambda event: None)
+    assert hub.bus.async_has_listeners("vend_completed")
+    unsubscribe_all()
+    assert not hub.bus.async_has_listeners("vend_completed")

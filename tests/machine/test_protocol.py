@@ -780,7 +780,7 @@ def test_every_json_example_in_the_protocol_page_decodes() -> None:
         "status": 1,
         "announce": 1,
         "telemetry": 1,
-        "event": 3,
+        "event": 5,  # config_applied twice
         "ack": 1,
         "config": 1,
         "cmd/restock": 1,

@@ -143,6 +143,12 @@ class EventBus:
         else:
             self._listeners.pop(event_type, None)
 
+    def async_has_listeners(self, event_type: str) -> bool:
+        """Whether an event of ``event_type`` fired now would reach any listener (its own or
+        a match-all one), so a caller can skip building data nobody would read."""
+        listeners = self._listeners
+        return event_type in listeners or MATCH_ALL in listeners
+
     def async_listeners(self) -> dict[str, int]:
         """Return how many listeners each event type has."""
         return {event_type: len(entries) for event_type, entries in self._listeners.items()}

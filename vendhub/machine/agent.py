@@ -21,7 +21,10 @@ flaky link invisible to the code that uses it:
   repeated id is answered with the first result without running it again; a command older
   than ``command_max_age`` is refused as ``expired``;
 - each connection has its own ``session`` id, carried by its online status and its will;
-- ``config`` goes to ``on_config`` and the last one is kept in ``config``;
+- ``config`` goes to ``on_config`` and the last one is kept in ``config``; once applied, the
+  agent confirms it with a ``config_applied`` event (through the outbox, like any event),
+  carrying what ``on_config`` rejected, if anything (``confirm_configs=False``: an agent
+  that never confirms, as agents before this addition to the protocol);
 - a lost connection is retried with exponential backoff and jitter, each attempt logged.
 """
 
@@ -55,6 +58,7 @@ from vendhub.machine.outbox import Outbox
 from vendhub.machine.protocol import (
     COMMAND_PING,
     DEFAULT_PREFIX,
+    EVENT_CONFIG_APPLIED,
     KIND_ACK,
     KIND_ANNOUNCE,
     KIND_COMMAND_RESULT,
@@ -74,7 +78,9 @@ CommandHandler = Callable[[str, dict[str, Any]], Any]
 """``(name, args) -> result``: a dict (or None), or an awaitable of one; raising answers
 ``ok: false`` with the exception's message."""
 ConfigHandler = Callable[[dict[str, Any]], Any]
-"""Called with each new ``config`` message (validated, times as datetimes); may be async."""
+"""Called with each new ``config`` message (validated, times as datetimes); may be async.
+It may return ``{"rejected": {"mode" or "slots.<code>": reason}}`` for the parts it could not
+apply; raising rejects the whole config (``{"config": reason}``)."""
 
 DEFAULT_RESEND_AFTER = 10.0
 DEFAULT_MAX_RESEND_AFTER = 3600.0
@@ -166,6 +172,7 @@ class MachineAgent:
         software_version: str = __version__,
         client_id: str | None = None,
         mqtt_v311: bool = False,
+        confirm_configs: bool = True,
     ) -> None:
         if not protocol.is_machine_id(machine_id):
             raise ValueError(
@@ -185,6 +192,7 @@ class MachineAgent:
         self.keepalive = int(keepalive)
         self.command_handler = command_handler
         self.on_config = on_config
+        self.confirm_configs = confirm_configs
         self.session_expiry = int(session_expiry)
         self.backoff_min = float(backoff_min)
         self.backoff_max = float(backoff_max)
@@ -657,8 +665,33 @@ class MachineAgent:
             config["mode"],
             len(config["slots"]),
         )
+        rejected: dict[str, str] = {}
         if self.on_config is not None:
-            await _maybe_await(self.on_config(config))
+            try:
+                answer = await _maybe_await(self.on_config(config))
+            except Exception as error:
+                self.stats.errors += 1
+                _LOGGER.exception(
+                    "Machine %s: config version %s could not be applied",
+                    self.machine_id,
+                    config["version"],
+                )
+                rejected = {"config": (str(error) or type(error).__name__)[:2000]}
+            else:
+                if isinstance(answer, Mapping) and isinstance(answer.get("rejected"), Mapping):
+                    rejected = {
+                        str(key)[:64]: str(reason)[:2000]
+                        for key, reason in answer["rejected"].items()
+                    }
+        if self.confirm_configs:
+            await self.confirm_config(config["version"], rejected)
+
+    async def confirm_config(self, version: int, rejected: Mapping[str, str] | None = None) -> None:
+        """Tell the hub that config ``version`` is applied (``config_applied``, via the outbox)."""
+        data: dict[str, Any] = {"version": version}
+        if rejected:
+            data["rejected"] = dict(rejected)
+        await self.publish_event(new_event(EVENT_CONFIG_APPLIED, data))
 
     def _on_command(self, name: str, payload: Any) -> None:
         raw = _payload_bytes(payload)

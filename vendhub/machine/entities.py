@@ -52,6 +52,44 @@ class MachineInfo:
         return info
 
 
+PENDING_NAMES = {"par": "par_level"}
+"""Slot plan keys whose attribute has another name (``par`` is shown as ``par_level``)."""
+
+
+@dataclass(slots=True)
+class ConfigStatus:
+    """A machine's config as published by the hub and as confirmed by the machine."""
+
+    version: int  # the version published last
+    applied_version: int = 0  # the version the machine confirmed last (0: none)
+    pending_mode: str | None = None  # the mode published but not confirmed
+    overdue: bool = False  # pending for longer than the hub waits for a confirmation
+    published_at: datetime | None = None  # when the pending version was published
+    rejected: dict[str, str] = field(default_factory=dict)  # what the machine refused
+
+    @property
+    def pending(self) -> bool:
+        """True from publishing a version until the machine confirms it."""
+        return self.applied_version < self.version
+
+    def attributes(self) -> dict[str, Any]:
+        """The machine entity's attributes about its config."""
+        attributes: dict[str, Any] = {
+            "config_version": self.version,
+            "config_applied_version": self.applied_version,
+            "config_pending": self.pending,
+        }
+        if self.pending_mode is not None:
+            attributes["pending_mode"] = self.pending_mode
+        if self.pending and self.published_at is not None:
+            attributes["config_published_at"] = self.published_at.isoformat()
+        if self.overdue:
+            attributes["config_overdue"] = True
+        if self.rejected:
+            attributes["config_rejected"] = dict(self.rejected)
+        return attributes
+
+
 class MachineEntityBase(Entity):
     """An entity that belongs to one machine; its object id is fixed by the machine id."""
 
@@ -89,6 +127,9 @@ class MachineEntity(MachineEntityBase):
         self.sales_date: date | None = None
         self.health: dict[str, Any] = {}
         self.last_seen: datetime | None = None
+        # What the hub published and the machine confirmed; None where the link that owns
+        # the machine does not publish configs (the in-process simulator).
+        self.config: ConfigStatus | None = None
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
@@ -103,6 +144,8 @@ class MachineEntity(MachineEntityBase):
         if self.info.location:
             attributes["location"] = self.info.location
         attributes.update(self.health)
+        if self.config is not None:
+            attributes.update(self.config.attributes())
         return attributes
 
     @property
@@ -151,6 +194,10 @@ class SlotEntity(MachineEntityBase):
         self.par = par
         self.locked = False
         self._attr_state = stock
+        # Plan values the machine has not confirmed yet ({"price": 120, ...}); None where the
+        # link does not track confirmations.
+        self.pending: dict[str, Any] | None = None
+        self.rejected: str | None = None  # why the machine refused this slot's plan
 
     @property
     def stock(self) -> int:
@@ -165,9 +212,15 @@ class SlotEntity(MachineEntityBase):
         """Record a new product, price, capacity or par level (write the state afterwards)."""
         self.product, self.price, self.capacity, self.par = product, price, capacity, par
 
+    def set_pending(self, pending: dict[str, Any], rejected: str | None = None) -> bool:
+        """Record the plan values the machine has not confirmed; return whether that changed."""
+        changed = pending != self.pending or rejected != self.rejected
+        self.pending, self.rejected = pending, rejected
+        return changed
+
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        return {
+        attributes = {
             "machine_id": self.info.machine_id,
             "slot": self.code,
             "product": self.product,
@@ -177,6 +230,13 @@ class SlotEntity(MachineEntityBase):
             "currency": self.info.currency,
             "locked": self.locked,
         }
+        if self.pending is not None:
+            attributes["config_pending"] = bool(self.pending)
+            for key, value in self.pending.items():
+                attributes[f"pending_{PENDING_NAMES.get(key, key)}"] = value
+            if self.rejected is not None:
+                attributes["config_rejected"] = self.rejected
+        return attributes
 
 
 class TemperatureSensor(MachineEntityBase):

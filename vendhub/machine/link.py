@@ -17,6 +17,8 @@ link what real machines publish, each with the machine's ``MachineEntities``.
   ``session``) starts afresh.
 - An ``offline`` status whose ``session`` is not the session of the machine's latest
   ``online`` status (the late last will of a replaced connection) is ignored.
+- A ``config_applied`` event (the machine confirms a config version) fires
+  ``machine_config_applied``; the transport that published the config decides what it means.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from vendhub.machine.protocol import (
     EVENT_CASH_COLLECTED as MSG_CASH_COLLECTED,
 )
 from vendhub.machine.protocol import (
+    EVENT_CONFIG_APPLIED,
     EVENT_DOOR_CLOSED,
     EVENT_DOOR_OPENED,
     EVENT_RESTOCKED,
@@ -75,6 +78,9 @@ _LOGGER = logging.getLogger(__name__)
 DEDUP_WINDOW: Final = 1024
 # How many vends may be open (started, outcome not yet seen) before the oldest is forgotten.
 OPEN_VENDS_LIMIT: Final = 4096
+
+EVENT_MACHINE_CONFIG_APPLIED: Final = "machine_config_applied"
+"""Bus event of a machine's ``config_applied``: ``machine_id``, ``version``, ``rejected``."""
 
 LINK_KINDS: Final = (KIND_EVENT, KIND_TELEMETRY, KIND_STATUS, KIND_ANNOUNCE)
 """The message kinds the link applies to a machine's entities."""
@@ -406,6 +412,18 @@ class MachineLink:
                     "currency": entities.machine.info.currency,
                 },
                 context=context,
+            )
+        elif name == EVENT_CONFIG_APPLIED:
+            self.hub.bus.async_fire(
+                EVENT_MACHINE_CONFIG_APPLIED,
+                {
+                    "machine_id": machine_id,
+                    "event_id": event["id"],
+                    "ts": event["ts"].isoformat(),
+                    "version": data["version"],
+                    "rejected": dict(data.get("rejected") or {}),
+                },
+                context=_caused_by(parent),
             )
         else:
             _LOGGER.debug("Ignored event %r from %s", name, machine_id)

@@ -580,6 +580,11 @@ EVENT_RESTOCKED: Final = "restocked"
 EVENT_CASH_COLLECTED: Final = "cash_collected"
 EVENT_SLOTS_LOCKED: Final = "slots_locked"
 EVENT_ERROR: Final = "error"
+EVENT_CONFIG_APPLIED: Final = "config_applied"
+"""Sent by a machine after it applied a ``config``: ``{"version": N}``, optionally with what it
+rejected and why (``rejected``: ``"mode"`` or ``"slots.<code>"`` → reason). An addition to
+version 1: a hub that does not know it acks and ignores it, a machine that never sends it
+leaves its configs unconfirmed."""
 
 LEDGER_EVENTS: Final = frozenset(
     {EVENT_VEND_COMPLETED, EVENT_VEND_FAILED, EVENT_CASH_COLLECTED, EVENT_RESTOCKED}
@@ -617,6 +622,13 @@ EVENT_DATA_SCHEMAS: Final[Mapping[str, vol.Schema]] = {
     ),
     EVENT_ERROR: vol.Schema(
         {vol.Required("code"): _text(64), vol.Required("message"): LONG_TEXT},
+        extra=vol.ALLOW_EXTRA,
+    ),
+    EVENT_CONFIG_APPLIED: vol.Schema(
+        {
+            vol.Required("version"): COUNT,
+            vol.Optional("rejected"): _mapping_of(_text(64), LONG_TEXT, MAX_SLOTS + 1),
+        },
         extra=vol.ALLOW_EXTRA,
     ),
 }

@@ -18,7 +18,7 @@ from vendhub.recorder.models.base import (
     Timestamp,
 )
 
-LOYALTY_TRANSACTION_KINDS = ("topup", "spend", "refund", "points")
+LOYALTY_TRANSACTION_KINDS = ("topup", "spend", "refund", "points", "hold", "free_vend", "release")
 
 
 class LoyaltyCustomer(Base):

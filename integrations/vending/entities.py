@@ -1,0 +1,82 @@
+"""The entities of a local vending machine: ``machine.<id>`` (its mode) and one
+``slot.<id>_<code>`` per slot (stock as the state; product, price, capacity, currency).
+
+Slot entities are ``vendhub.machine.entities.SlotEntity``, the same class and id scheme the
+simulator and the MQTT link use: a machine is configured either as a local vending machine
+here or as a linked one there, never both, so the ids do not meet.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vendhub.machine.entities import MachineEntityBase, MachineInfo, SlotEntity
+
+if TYPE_CHECKING:
+    from vendhub.core.context import Context
+    from vendhub.vending.engine import VendEngine
+    from vendhub.vending.planogram import MachineMode
+
+
+class LocalMachineEntity(MachineEntityBase):
+    """``machine.<id>``: the mode of a local machine (normal, free_vend, service,
+    out_of_order), with the payment methods it takes."""
+
+    domain = "machine"
+    _attr_icon = "mdi:storefront-outline"
+
+    def __init__(self, info: MachineInfo, engine: VendEngine) -> None:
+        super().__init__(info, info.machine_id, info.name, info.machine_id)
+        self.engine = engine
+        self._attr_state = engine.mode.value
+
+    def set_mode(self, mode: MachineMode) -> None:
+        self._attr_state = mode.value
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        return {
+            "machine_id": self.info.machine_id,
+            "local": True,
+            "currency": self.info.currency,
+            "payment_methods": sorted(method.value for method in self.engine.methods),
+        }
+
+
+def build_entities(
+    info: MachineInfo, engine: VendEngine
+) -> tuple[LocalMachineEntity, dict[str, SlotEntity]]:
+    """The machine entity and its slot entities, at the engine's current stock."""
+    machine = LocalMachineEntity(info, engine)
+    slots = {
+        code: SlotEntity(
+            info,
+            code,
+            plan.product,
+            plan.price,
+            plan.capacity,
+            engine.stock.get(code, 0),
+            plan.fill_level,
+        )
+        for code, plan in engine.machine.planogram.items()
+    }
+    return machine, slots
+
+
+def follow_engine(
+    engine: VendEngine, machine: LocalMachineEntity, slots: dict[str, SlotEntity]
+) -> list[Any]:
+    """Keep the entities' states in step with the engine; returns the unsubscribe callables."""
+
+    def on_stock(slot: str, stock: int, context: Context | None) -> None:
+        entity = slots.get(slot)
+        if entity is not None and entity.entity_id is not None:
+            entity.set_stock(stock)
+            entity.async_write_state(context)
+
+    def on_mode(mode: MachineMode) -> None:
+        machine.set_mode(mode)
+        if machine.entity_id is not None:
+            machine.async_write_state()
+
+    return [engine.async_listen_stock(on_stock), engine.async_listen_mode(on_mode)]

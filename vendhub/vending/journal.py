@@ -1,0 +1,632 @@
+"""The durable journal of vend sessions: what was asked of whom, written before and after.
+
+One SQLite file (``<config>/.storage/vending.journal.db``, WAL, ``synchronous=FULL``) holds a
+row per session (its latest snapshot) and an append-only list of steps. The engine writes a
+step ``begin`` row *before* each external call (authorize, dispense, capture, void, refund,
+close) and a ``done`` or ``error`` row after it, each committed (fsynced) before the engine
+goes on, so a hub killed at any instant finds on its next start exactly where every session
+stopped and resolves it once (``VendEngine.async_start``; docs/vending.md).
+
+Writes go through one writer thread (group commit): the writes made during one turn of the
+event loop become one batch, handed to the thread once and committed in one transaction, and
+batches that queue up while a commit runs go in the next one together. Fifty machines vending
+at once share an fsync instead of queueing fifty, and the thread wakes once per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vendhub.const import STORAGE_DIR
+from vendhub.core.context import Context
+from vendhub.vending.dispenser import DispenseOutcome, DispenseResult
+from vendhub.vending.money import Money
+from vendhub.vending.payment import Authorization, PaymentMethod
+from vendhub.vending.session import SessionState, VendOutcome, VendSession
+
+if TYPE_CHECKING:
+    from vendhub.core.hub import Hub
+
+_LOGGER = logging.getLogger(__name__)
+
+JOURNAL_FILE = "vending.journal.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        machine_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        outcome TEXT,
+        snapshot TEXT NOT NULL,
+        recorded INTEGER NOT NULL DEFAULT 0,
+        close_pending INTEGER NOT NULL DEFAULT 0,
+        resolved_after_restart INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sessions_open ON sessions (machine_id, recorded, close_pending)",
+    """CREATE TABLE IF NOT EXISTS steps (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        detail TEXT,
+        ts REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS steps_session ON steps (session_id, seq)",
+    """CREATE TABLE IF NOT EXISTS stock (
+        machine_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (machine_id, slot)
+    )""",
+)
+
+
+class JournalError(Exception):
+    """The journal could not be written: the engine must not take the next step."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One session as the journal last saw it."""
+
+    session: VendSession
+    recorded: bool
+    close_pending: bool
+    last_step: tuple[str, str] | None
+    """(step, phase) of the latest step row: ``("dispense", "begin")`` and so on."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    step: str
+    phase: str
+    detail: str | None
+    ts: float
+
+
+# ---- snapshots to and from JSON -----------------------------------------------------------
+
+# One encoder for every snapshot: json.dumps with options builds a new encoder on each call.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+# What a session keeps from its selection on (``VendSession.as_dict()`` keys, and the whole
+# context): encoded once per session. Every other key is encoded at each save.
+_FIXED_KEYS = (
+    "session_id",
+    "machine_id",
+    "slot",
+    "product",
+    "price",
+    "currency",
+    "payment_method",
+    "payment_provider",
+    "free_vend",
+    "started_at",
+    "context_id",
+)
+_FIXED = frozenset(_FIXED_KEYS)
+
+
+def session_to_json(
+    session: VendSession, data: Mapping[str, Any] | None = None, fixed: str | None = None
+) -> str:
+    """The journal's JSON of ``session``: ``data`` is its ``as_dict()`` when already made,
+    ``fixed`` its ``fixed_json()`` (the journal encodes that part once per session)."""
+    if data is None:
+        data = session.as_dict()
+    if fixed is None:
+        fixed = fixed_json(session, data)
+    changing = {key: value for key, value in data.items() if key not in _FIXED}
+    dispense = session.dispense
+    changing["dispense"] = (
+        {
+            "outcome": dispense.outcome.value,
+            "slot": dispense.slot,
+            "drop_confirmed": dispense.drop_confirmed,
+            "detail": dispense.detail,
+        }
+        if dispense
+        else None
+    )
+    return f"{fixed},{_JSON_ENCODER.encode(changing)[1:]}"
+
+
+def fixed_json(session: VendSession, data: Mapping[str, Any]) -> str:
+    """The start of ``session_to_json``: the fields fixed at selection, an open JSON object."""
+    fixed = {key: data[key] for key in _FIXED_KEYS}
+    fixed["context"] = session.context.as_dict()
+    return _JSON_ENCODER.encode(fixed)[:-1]
+
+
+def session_from_json(text: str) -> VendSession:
+    data = json.loads(text)
+    currency = data["currency"]
+
+    def money(amount: int | None) -> Money | None:
+        return None if amount is None else Money(int(amount), currency)
+
+    context = data["context"]
+    dispense = data.get("dispense")
+    return VendSession(
+        id=data["session_id"],
+        machine_id=data["machine_id"],
+        slot=data["slot"],
+        product=data["product"],
+        price=Money(int(data["price"]), currency),
+        method=PaymentMethod(data["payment_method"]),
+        context=Context(
+            user_id=context.get("user_id"), parent_id=context.get("parent_id"), id=context["id"]
+        ),
+        started_at=float(data["started_at"]),
+        state=SessionState(data["state"]),
+        outcome=VendOutcome(data["outcome"]) if data.get("outcome") else None,
+        reason=data.get("reason"),
+        free_vend=bool(data.get("free_vend")),
+        provider=data.get("payment_provider"),
+        authorization=Authorization.from_dict(data["authorization"])
+        if data.get("authorization")
+        else None,
+        dispense=DispenseResult(
+            outcome=DispenseOutcome(dispense["outcome"]),
+            slot=dispense["slot"],
+            drop_confirmed=dispense.get("drop_confirmed"),
+            detail=dispense.get("detail"),
+        )
+        if dispense
+        else None,
+        stock_after=data.get("stock_after"),
+        change=money(data.get("change")),
+        refunded=money(data.get("refunded")),
+        credit_left=money(data.get("credit_left")),
+        progress=data.get("progress") or {},
+        finished_at=data.get("finished_at"),
+    )
+
+
+# ---- the writer thread --------------------------------------------------------------------
+
+# Multi-row statements: ``{rows}`` becomes one ``(?, ...)`` group per row.
+_UPSERT_SESSIONS = (
+    "INSERT INTO sessions (id, machine_id, state, outcome, snapshot, created, updated)"
+    " VALUES {rows} ON CONFLICT (id) DO UPDATE SET state=excluded.state,"
+    " outcome=excluded.outcome, snapshot=excluded.snapshot, updated=excluded.updated",
+    7,
+)
+_INSERT_STEPS = ("INSERT INTO steps (session_id, step, phase, detail, ts) VALUES {rows}", 5)
+_UPSERT_STOCK = (
+    "INSERT INTO stock (machine_id, slot, quantity, updated) VALUES {rows}"
+    " ON CONFLICT (machine_id, slot) DO UPDATE SET quantity=excluded.quantity,"
+    " updated=excluded.updated",
+    4,
+)
+_UPDATE_FLAGS = (
+    "UPDATE sessions SET recorded=COALESCE(flags.column2, recorded),"
+    " close_pending=COALESCE(flags.column3, close_pending),"
+    " resolved_after_restart=COALESCE(flags.column4, resolved_after_restart)"
+    " FROM (VALUES {rows}) AS flags WHERE sessions.id=flags.column1",
+    4,
+)
+_ROWS_PER_STATEMENT = 200
+
+Flags = tuple[int | None, int | None, int | None]
+"""(recorded, close_pending, resolved_after_restart) of a session; None leaves one as it is."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The writes of one turn of the event loop, as rows, and the futures waiting for them.
+
+    The loop fills a batch while its callbacks run and hands it to the writer thread once
+    (``VendJournal._flush``), so fifty sessions that write in the same turn cost the thread
+    one wake-up and one transaction; the rows are made in the loop, so the thread only runs
+    the statements.
+    """
+
+    futures: list[asyncio.Future[None]] = field(default_factory=list)
+    sessions: list[tuple[Any, ...]] = field(default_factory=list)
+    steps: list[tuple[Any, ...]] = field(default_factory=list)
+    stock: list[tuple[Any, ...]] = field(default_factory=list)
+    flags: dict[str, Flags] = field(default_factory=dict)
+
+    def set_flags(self, session_id: str, values: Flags) -> None:
+        earlier = self.flags.get(session_id)
+        if earlier is not None:
+            values = (
+                values[0] if values[0] is not None else earlier[0],
+                values[1] if values[1] is not None else earlier[1],
+                values[2] if values[2] is not None else earlier[2],
+            )
+        self.flags[session_id] = values
+
+    def absorb(self, later: _Batch) -> None:
+        """Add the writes of a batch that was queued after this one."""
+        self.futures.extend(later.futures)
+        self.sessions.extend(later.sessions)
+        self.steps.extend(later.steps)
+        self.stock.extend(later.stock)
+        for session_id, values in later.flags.items():
+            self.set_flags(session_id, values)
+
+
+class _Writer(threading.Thread):
+    """Owns the write connection; commits every queued batch in one transaction.
+
+    Each statement kind is one multi-row statement, however many machines wrote: the sqlite3
+    module gives the GIL up around every statement, and while the event loop is busy the
+    thread may wait a whole switch interval (5 ms) to get it back, so fewer statements commit
+    sooner. The results go back to the loop in one call per transaction.
+    """
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="vending journal", daemon=True)
+        self.path = path
+        self.loop = loop
+        self.queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.open_error: BaseException | None = None
+        self.commits = 0
+
+    def run(self) -> None:
+        try:
+            connection = open_connection(self.path)
+        except BaseException as error:  # handed to the loop, which raises it
+            self.open_error = error
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while True:
+                batch = self.queue.get()
+                if batch is None:
+                    return
+                stop = False
+                while True:  # whatever queued up during the last commit goes in this one
+                    try:
+                        more = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.absorb(more)
+                self._commit(connection, batch)
+                if stop:
+                    return
+        finally:
+            connection.close()
+
+    def _commit(self, connection: sqlite3.Connection, batch: _Batch) -> None:
+        error: BaseException | None = None
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for statement, rows in (
+                (_UPSERT_SESSIONS, batch.sessions),
+                (_INSERT_STEPS, batch.steps),
+                (_UPSERT_STOCK, batch.stock),
+                (_UPDATE_FLAGS, [(key, *values) for key, values in batch.flags.items()]),
+            ):
+                _execute_rows(connection, statement, rows)
+            connection.execute("COMMIT")
+            self.commits += 1
+        except Exception as failure:  # every waiter hears of it; the thread goes on
+            _LOGGER.error("The vending journal could not commit: %s", failure)
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            error = failure
+        self.loop.call_soon_threadsafe(_settle, batch.futures, error)
+
+
+@functools.lru_cache(maxsize=256)
+def _statement_text(text: str, width: int, count: int) -> str:
+    return text.format(rows=", ".join(["(" + ", ".join("?" * width) + ")"] * count))
+
+
+def _execute_rows(
+    connection: sqlite3.Connection, statement: tuple[str, int], rows: list[tuple[Any, ...]]
+) -> None:
+    text, width = statement
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        connection.execute(
+            _statement_text(text, width, len(chunk)),
+            [value for row in chunk for value in row],
+        )
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # its waiter was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(JournalError(f"the vending journal could not be written: {error}"))
+
+
+def open_connection(path: Path) -> sqlite3.Connection:
+    """A connection with the journal's durability settings and schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        connection.close()
+        raise JournalError(
+            f"{path} was written by a newer VendHub (journal version {version}, this one "
+            f"knows {SCHEMA_VERSION}); refusing to touch it"
+        )
+    for statement in _SCHEMA:
+        connection.execute(statement)
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return connection
+
+
+class VendJournal:
+    """The hub's journal of vend sessions, shared by every local machine's engine."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._writer: _Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch: _Batch | None = None
+        """The writes of this turn of the event loop, handed to the writer at its end."""
+        self._fixed_json: dict[str, str] = {}
+        """Session id → ``fixed_json`` of the sessions still running (no outcome yet)."""
+
+    @classmethod
+    def for_hub(cls, hub: Hub) -> VendJournal:
+        """The journal in the hub's ``.storage`` folder."""
+        return cls(hub.path(STORAGE_DIR, JOURNAL_FILE))
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed since it opened (each is one fsync)."""
+        return self._writer.commits if self._writer else 0
+
+    async def async_open(self) -> None:
+        if self._writer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        writer = _Writer(self.path, loop)
+        writer.start()
+        await loop.run_in_executor(None, writer.ready.wait)
+        if writer.open_error is not None:
+            raise JournalError(
+                f"cannot open the vending journal {self.path}: {writer.open_error}"
+            ) from writer.open_error
+        self._writer = writer
+        self._loop = loop
+        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+
+    async def async_close(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        self._flush()
+        self._writer = None
+        self._fixed_json.clear()
+        writer.queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, writer.join, 10)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _batch_of_this_turn(self) -> _Batch:
+        """The batch that the writes of this turn of the event loop go to."""
+        if self._writer is None or self._loop is None:
+            raise JournalError("the vending journal is not open")
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch()
+            # Runs once the callbacks that are ready now have run: every session that writes
+            # in this turn shares the transaction.
+            self._loop.call_soon(self._flush)
+        return batch
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None and self._writer is not None:
+            self._writer.queue.put(batch)
+
+    def _committed(self, batch: _Batch) -> asyncio.Future[None]:
+        """A future done once ``batch`` (with what was just added to it) is committed."""
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        batch.futures.append(future)
+        return future
+
+    # ---- writes -----------------------------------------------------------------------
+
+    async def async_save(
+        self,
+        session: VendSession,
+        step: str | None = None,
+        phase: str | None = None,
+        detail: str | None = None,
+        *,
+        close_pending: bool | None = None,
+        stock: tuple[str, int] | None = None,
+        recorded: bool | None = None,
+        data: Mapping[str, Any] | None = None,
+        earlier: Sequence[tuple[str, str, str | None]] = (),
+    ) -> None:
+        """Save ``session``'s snapshot and, when given, a step row and the slot's new stock
+        (``(slot, items)``); all committed at once. ``earlier`` are step rows (step, phase,
+        detail) that go in before ``step``; ``data`` is ``session.as_dict()`` when the caller
+        has made it already."""
+        now = time.time()
+        session_id = session.id
+        if data is None:
+            data = session.as_dict()
+        running = session.outcome is None
+        fixed = self._fixed_json.get(session_id) if running else None
+        if fixed is None:
+            fixed = fixed_json(session, data)
+            if running:
+                self._fixed_json[session_id] = fixed
+            else:
+                self._fixed_json.pop(session_id, None)
+        snapshot = session_to_json(session, data, fixed)  # before the batch: a failure adds nothing
+        batch = self._batch_of_this_turn()
+        batch.sessions.append(
+            (
+                session_id,
+                session.machine_id,
+                session.state.value,
+                session.outcome.value if session.outcome else None,
+                snapshot,
+                now,
+                now,
+            )
+        )
+        for name, kind, text in earlier:
+            batch.steps.append((session_id, name, kind, text, now))
+        if step is not None:
+            batch.steps.append((session_id, step, phase or "", detail, now))
+        if stock is not None:
+            batch.stock.append((session.machine_id, stock[0], stock[1], now))
+        if close_pending is not None or recorded is not None:
+            batch.set_flags(session_id, (_flag(recorded), _flag(close_pending), None))
+        await self._committed(batch)
+
+    async def async_set_stock(self, machine_id: str, stock: Mapping[str, int]) -> None:
+        """Save a restock: items per slot."""
+        now = time.time()
+        batch = self._batch_of_this_turn()
+        batch.stock.extend((machine_id, slot, count, now) for slot, count in stock.items())
+        await self._committed(batch)
+
+    async def async_step(
+        self, session_id: str, step: str, phase: str, detail: str | None = None
+    ) -> None:
+        """Append a step row alone."""
+        batch = self._batch_of_this_turn()
+        batch.steps.append((session_id, step, phase, detail, time.time()))
+        await self._committed(batch)
+
+    async def async_set_flags(
+        self,
+        session_id: str,
+        *,
+        recorded: bool | None = None,
+        close_pending: bool | None = None,
+        resolved_after_restart: bool | None = None,
+    ) -> None:
+        batch = self._batch_of_this_turn()
+        batch.set_flags(
+            session_id, (_flag(recorded), _flag(close_pending), _flag(resolved_after_restart))
+        )
+        await self._committed(batch)
+
+    # ---- reads (the reader connection sees every committed write) -----------------------
+
+    def _read(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if self._reader is None:
+            raise JournalError("the vending journal is not open")
+        return self._reader.execute(sql, parameters).fetchall()
+
+    def stock(self, machine_id: str) -> dict[str, int]:
+        """The items per slot saved for ``machine_id`` (empty before its first vend)."""
+        return dict(
+            self._read("SELECT slot, quantity FROM stock WHERE machine_id=?", (machine_id,))
+        )
+
+    def unresolved(self, machine_id: str) -> list[JournalEntry]:
+        """Sessions of ``machine_id`` that are unfinished, unrecorded or not closed."""
+        rows = self._read(
+            "SELECT id, snapshot, recorded, close_pending FROM sessions WHERE machine_id=?"
+            " AND (state NOT IN ('completed', 'failed') OR recorded=0 OR close_pending=1)"
+            " ORDER BY created",
+            (machine_id,),
+        )
+        return [self._entry(*row) for row in rows]
+
+    def entry(self, session_id: str) -> JournalEntry | None:
+        rows = self._read(
+            "SELECT id, snapshot, recorded, close_pending FROM sessions WHERE id=?",
+            (session_id,),
+        )
+        return self._entry(*rows[0]) if rows else None
+
+    def steps(self, session_id: str) -> list[StepRow]:
+        return [
+            StepRow(*row)
+            for row in self._read(
+                "SELECT step, phase, detail, ts FROM steps WHERE session_id=? ORDER BY seq",
+                (session_id,),
+            )
+        ]
+
+    def _entry(
+        self, session_id: str, snapshot: str, recorded: int, close_pending: int
+    ) -> JournalEntry:
+        last = self._read(
+            "SELECT step, phase FROM steps WHERE session_id=? ORDER BY seq DESC LIMIT 1",
+            (session_id,),
+        )
+        return JournalEntry(
+            session=session_from_json(snapshot),
+            recorded=bool(recorded),
+            close_pending=bool(close_pending),
+            last_step=(last[0][0], last[0][1]) if last else None,
+        )
+
+
+def read_journal(path: Path | str) -> list[dict[str, Any]]:
+    """Every session row of a journal file, for tests and support (read-only)."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = connection.execute(
+            "SELECT id, machine_id, state, outcome, recorded, close_pending,"
+            " resolved_after_restart, snapshot FROM sessions ORDER BY created"
+        ).fetchall()
+        steps = connection.execute(
+            "SELECT session_id, step, phase, detail FROM steps ORDER BY seq"
+        ).fetchall()
+    finally:
+        connection.close()
+    by_session: dict[str, list[tuple[str, str, str | None]]] = {}
+    for session_id, step, phase, detail in steps:
+        by_session.setdefault(session_id, []).append((step, phase, detail))
+    return [
+        {
+            "id": row[0],
+            "machine_id": row[1],
+            "state": row[2],
+            "outcome": row[3],
+            "recorded": bool(row[4]),
+            "close_pending": bool(row[5]),
+            "resolved_after_restart": bool(row[6]),
+            "snapshot": json.loads(row[7]),
+            "steps": by_session.get(row[0], []),
+        }
+        for row in rows
+    ]
