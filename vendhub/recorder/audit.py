@@ -351,6 +351,10 @@ class _AuditedCall:
     def changed(self, entity_id: str, old_state: State | None) -> None:
         if entity_id in self.before:
             return
+        if entity_id in self.maybe_created:
+            # It did not exist when the call started, whatever made it in between (an
+            # integration may create it outside the call's context and update it within).
+            old_state = None
         if len(self.before) >= MAX_STATES_PER_CALL:
             self.dropped_states += 1
             return
