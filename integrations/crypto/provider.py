@@ -38,6 +38,7 @@ import voluptuous as vol
 
 from vendhub.config import validators as cv
 from vendhub.vending.money import AmountError, Money, from_decimal_text, to_decimal_text
+from vendhub.vending.money import describe as describe_money
 from vendhub.vending.payment import (
     Authorization,
     PaymentDeclined,
@@ -47,6 +48,8 @@ from vendhub.vending.payment import (
     PaymentRequest,
     PaymentStatus,
     ProgressCallback,
+    check_within,
+    session_of,
 )
 
 from .client import BTCPayClient, BTCPayError
@@ -207,8 +210,8 @@ class CryptoProvider(PaymentProvider):
         self._mismatch_logged.add(invoice_id)
         self.webhooks.reject(
             AMOUNT_MISMATCH,
-            f"{origin}: invoice {invoice_id} is {_describe(amount)} for order "
-            f"{str(order_id)[:64]}, {_describe(expected)} for {session_id} was asked; "
+            f"{origin}: invoice {invoice_id} is {describe_money(amount)} for order "
+            f"{str(order_id)[:64]}, {describe_money(expected)} for {session_id} was asked; "
             "it is not trusted",
             level=level,
         )
@@ -279,7 +282,7 @@ class CryptoProvider(PaymentProvider):
         self._invoices[invoice_id] = (request.session_id, request.amount)
         if self._check(invoice, invoice_id, "created invoice") is not None:
             raise PaymentError(
-                f"BTCPay invoice {invoice_id} is not for {_describe(request.amount)}"
+                f"BTCPay invoice {invoice_id} is not for {describe_money(request.amount)}"
             )
         self.statuses[invoice_id] = _state(invoice)
         return invoice
@@ -417,7 +420,7 @@ class CryptoProvider(PaymentProvider):
     ) -> RefundDue:
         return await self._async_request_refund(
             authorization.reference,
-            _session(authorization),
+            session_of(authorization),
             what,
             {
                 "refundVariant": "Custom",
@@ -505,7 +508,7 @@ class CryptoProvider(PaymentProvider):
 
     async def async_capture(self, authorization: Authorization, amount: Money) -> None:
         """Settled crypto is taken already; a capture of less gives the rest back."""
-        _check_within(amount, authorization.amount, "capture")
+        check_within(amount, authorization.amount, "capture")
         if amount.amount < authorization.amount.amount:
             await self._async_refund_amount(
                 authorization, authorization.amount - amount, "capture_rest"
@@ -522,11 +525,11 @@ class CryptoProvider(PaymentProvider):
         )
 
     async def async_refund(self, authorization: Authorization, amount: Money) -> None:
-        _check_within(amount, authorization.amount, "refund")
+        check_within(amount, authorization.amount, "refund")
         if amount == authorization.amount:  # all of it: the coins paid, at that day's rate
             await self._async_request_refund(
                 authorization.reference,
-                _session(authorization),
+                session_of(authorization),
                 "full",
                 {"refundVariant": "RateThen"},
             )
@@ -548,7 +551,7 @@ class CryptoProvider(PaymentProvider):
             return PaymentStatus.declined
         if status == INVALID:
             return PaymentStatus.failed
-        prefix = f"vendhub:{_session(authorization)}:"
+        prefix = f"vendhub:{session_of(authorization)}:"
         refunds = [
             pull
             for pull in await self.client.async_pull_payments()
@@ -581,22 +584,3 @@ def _money(value: Any, currency: Any) -> Money | None:
         return from_decimal_text(value, currency)
     except AmountError:
         return None
-
-
-def _describe(money: Money | None) -> str:
-    return (
-        f"{to_decimal_text(money)} {money.currency}"
-        if money is not None
-        else "an unreadable amount"
-    )
-
-
-def _session(authorization: Authorization) -> str:
-    return str(authorization.details.get("session_id") or authorization.reference)
-
-
-def _check_within(amount: Money, authorized: Money, what: str) -> None:
-    if amount.currency != authorized.currency:
-        raise PaymentError(f"cannot {what} {amount} of a payment in {authorized.currency}")
-    if not 0 < amount.amount <= authorized.amount:
-        raise PaymentError(f"cannot {what} {amount}: the payment is for {authorized}")

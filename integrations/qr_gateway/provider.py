@@ -28,6 +28,7 @@ import voluptuous as vol
 
 from vendhub.config import validators as cv
 from vendhub.vending.money import Money
+from vendhub.vending.money import describe as describe_money
 from vendhub.vending.payment import (
     Authorization,
     PaymentDeclined,
@@ -37,6 +38,8 @@ from vendhub.vending.payment import (
     PaymentRequest,
     PaymentStatus,
     ProgressCallback,
+    check_within,
+    session_of,
 )
 
 from .amounts import AmountError, as_amount, from_amount, to_value
@@ -236,7 +239,7 @@ class QrGatewayProvider(PaymentProvider):
         self.webhooks.reject(
             AMOUNT_MISMATCH,
             f"{origin}: payment {payment_id} at the gateway is "
-            f"{_describe(amount)}, {_describe(expected)} was asked; it is not trusted",
+            f"{describe_money(amount)}, {describe_money(expected)} was asked; it is not trusted",
             level=level,
         )
         return AMOUNT_MISMATCH
@@ -441,7 +444,7 @@ class QrGatewayProvider(PaymentProvider):
                 "%s: payment %s of a cancelled session was taken; refunded %s",
                 self.machine_id,
                 payment_id,
-                _describe(amount),
+                describe_money(amount),
             )
         else:
             self.statuses[payment_id] = str(status)
@@ -451,8 +454,8 @@ class QrGatewayProvider(PaymentProvider):
 
     async def async_capture(self, authorization: Authorization, amount: Money) -> None:
         payment_id = authorization.reference
-        _check_within(amount, authorization.amount, "capture")
-        session_id = _session(authorization)
+        check_within(amount, authorization.amount, "capture")
+        session_id = session_of(authorization)
         self._amounts.setdefault(payment_id, authorization.amount)
         if authorization.details.get("captured"):
             return
@@ -468,14 +471,14 @@ class QrGatewayProvider(PaymentProvider):
         if payment.get("status") != SUCCEEDED or _money(payment.get("amount")) != amount:
             raise PaymentError(
                 f"YooKassa did not capture payment {payment_id}: it is "
-                f"{payment.get('status')} for {_describe(_money(payment.get('amount')))}"
+                f"{payment.get('status')} for {describe_money(_money(payment.get('amount')))}"
             )
         self._amounts[payment_id] = amount
         self.statuses[payment_id] = SUCCEEDED
 
     async def async_void(self, authorization: Authorization) -> None:
         payment_id = authorization.reference
-        session_id = _session(authorization)
+        session_id = session_of(authorization)
         self._amounts.setdefault(payment_id, authorization.amount)
         try:
             payment = await self.client.async_cancel(payment_id, f"{session_id}:cancel")
@@ -498,9 +501,9 @@ class QrGatewayProvider(PaymentProvider):
         raise PaymentError(f"YooKassa payment {payment_id} is {status}; it cannot be voided")
 
     async def async_refund(self, authorization: Authorization, amount: Money) -> None:
-        _check_within(amount, authorization.amount, "refund")
+        check_within(amount, authorization.amount, "refund")
         self._amounts.setdefault(authorization.reference, authorization.amount)
-        await self._async_refund(authorization.reference, _session(authorization), amount)
+        await self._async_refund(authorization.reference, session_of(authorization), amount)
 
     async def _async_refund(self, payment_id: str, session_id: str, amount: Money) -> None:
         refund = await self.client.async_create_refund(
@@ -517,7 +520,7 @@ class QrGatewayProvider(PaymentProvider):
             reason = details.get("reason") if isinstance(details, dict) else None
             raise PaymentError(f"YooKassa canceled refund {refund_id}: {str(reason)[:64]}")
         if _money(refund.get("amount")) != amount:
-            raise PaymentError(f"YooKassa refund {refund_id} is not for {_describe(amount)}")
+            raise PaymentError(f"YooKassa refund {refund_id} is not for {describe_money(amount)}")
 
     async def async_status(self, authorization: Authorization) -> PaymentStatus:
         try:
@@ -550,18 +553,3 @@ def _money(amount: Any) -> Money | None:
         return from_amount(amount)
     except AmountError:
         return None
-
-
-def _describe(money: Money | None) -> str:
-    return f"{to_value(money)} {money.currency}" if money is not None else "an unreadable amount"
-
-
-def _session(authorization: Authorization) -> str:
-    return str(authorization.details.get("session_id") or authorization.reference)
-
-
-def _check_within(amount: Money, authorized: Money, what: str) -> None:
-    if amount.currency != authorized.currency:
-        raise PaymentError(f"cannot {what} {amount} of a payment in {authorized.currency}")
-    if not 0 < amount.amount <= authorized.amount:
-        raise PaymentError(f"cannot {what} {amount}: the payment is for {authorized}")

@@ -109,3 +109,12 @@ def from_decimal_text(value: Any, currency: Any) -> Money:
         return Money(int(minor), currency)
     except ValueError as error:
         raise AmountError(str(error)) from None
+
+
+def describe(money: Money | None) -> str:
+    """``"10.50 RUB"`` for logs and messages; a gateway amount that could not be read says so."""
+    return (
+        f"{to_decimal_text(money)} {money.currency}"
+        if money is not None
+        else "an unreadable amount"
+    )

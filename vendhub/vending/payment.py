@@ -205,3 +205,17 @@ class PaymentProvider(ABC):
         Returns the change paid out (cash), or None. Called once after capture or void.
         """
         return None
+
+
+def session_of(authorization: Authorization) -> str:
+    """The vend session an authorization belongs to (its idempotence key)."""
+    return str(authorization.details.get("session_id") or authorization.reference)
+
+
+def check_within(amount: Money, authorized: Money, what: str) -> None:
+    """Raise ``PaymentError`` unless ``amount`` is above 0, at most ``authorized`` and in its
+    currency; ``what`` names the operation (capture, refund) in the message."""
+    if amount.currency != authorized.currency:
+        raise PaymentError(f"cannot {what} {amount} of a payment in {authorized.currency}")
+    if not 0 < amount.amount <= authorized.amount:
+        raise PaymentError(f"cannot {what} {amount}: the payment is for {authorized}")
