@@ -32,15 +32,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aiohttp import web
 
 from vendhub.http.errors import ApiError
-from vendhub.http.server import DATA_HTTP
 from vendhub.http.view import ApiView, operation
 from vendhub.vending.payment import PaymentError
+from vendhub.vending.webhooks import MALFORMED, REPLAYED, PaymentWebhooks, ignored
 
 from .amounts import AmountError, from_amount, to_value
 
@@ -52,8 +51,6 @@ _LOGGER = logging.getLogger(__name__)
 
 DATA_WEBHOOKS: Final = "qr_gateway.webhooks"
 URL_WEBHOOK: Final = "/api/webhooks/qr_gateway"
-MAX_BODY_BYTES: Final = 64 * 1024
-SEEN_LIMIT: Final = 4096  # notifications remembered for replay detection
 
 # The addresses YooKassa sends notifications from (its documentation, "Входящие уведомления").
 YOOKASSA_NETWORKS: Final = (
@@ -73,9 +70,7 @@ REFUND_EVENTS: Final = frozenset({"refund.succeeded"})
 
 # Rejection reasons, as logged and counted.
 SOURCE_NOT_ALLOWED: Final = "source_not_allowed"
-MALFORMED: Final = "malformed"
 UNKNOWN_PAYMENT: Final = "unknown_payment"
-REPLAYED: Final = "replayed"
 AMOUNT_MISMATCH: Final = "amount_mismatch"
 NOT_CONFIRMED: Final = "not_confirmed"  # the fetched payment is not in the status announced
 GATEWAY_UNREACHABLE: Final = "gateway_unreachable"
@@ -145,161 +140,6 @@ class NotificationTarget(Protocol):
         """Fetch the object by GET and apply it; return a rejection reason, or None."""
 
 
-class QrGatewayWebhooks:
-    """The hub's one notification route, shared by every machine's provider."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.providers: list[NotificationTarget] = []
-        self.rejections: Counter[str] = Counter()
-        self.accepted = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._registered = False
-
-    # ---- providers come and go --------------------------------------------------------
-
-    def attach(self, provider: NotificationTarget) -> bool:
-        """Serve the route for ``provider``; False when the hub has no HTTP server."""
-        self.providers.append(provider)
-        server = self.hub.data.get(DATA_HTTP)
-        if server is None:
-            return False
-        if not self._registered:
-            server.register_view(QrGatewayWebhookView)
-            self._registered = True
-        return True
-
-    def detach(self, provider: NotificationTarget) -> None:
-        if provider in self.providers:
-            self.providers.remove(provider)
-        if not self.providers:
-            self.close()
-
-    def close(self) -> None:
-        server = self.hub.data.get(DATA_HTTP)
-        if self._registered and server is not None:
-            server.unregister_view(QrGatewayWebhookView)
-        self._registered = False
-
-    # ---- rejections -------------------------------------------------------------------
-
-    def reject(self, reason: str, detail: str, *, level: int = logging.WARNING) -> None:
-        """Count and log a notification (or fetched object) that changed nothing."""
-        self.rejections[reason] += 1
-        _LOGGER.log(level, "YooKassa notification rejected (%s): %s", reason, detail)
-
-    # ---- the route --------------------------------------------------------------------
-
-    async def async_handle(self, request: web.Request) -> web.Response:
-        proxies = [network for p in self.providers for network in p.trusted_proxies]
-        source = source_address(request, proxies)
-        allowed = [network for p in self.providers for network in p.allowed_sources]
-        if not in_networks(source, allowed):
-            self.reject(SOURCE_NOT_ALLOWED, f"sender {source} is not an allowed address")
-            raise ApiError(403, "forbidden", "this address may not send notifications")
-        event, obj = await self._notification(request, source)
-        payment_id = obj.get("payment_id") if event in REFUND_EVENTS else obj.get("id")
-        owners = [p for p in self.providers if isinstance(payment_id, str) and p.owns(payment_id)]
-        if not owners:
-            self.reject(
-                UNKNOWN_PAYMENT,
-                f"{event} for payment {str(payment_id)[:64]} that no machine is following",
-                level=logging.INFO,
-            )
-            return _ignored(UNKNOWN_PAYMENT)
-        owners = [p for p in owners if in_networks(source, p.allowed_sources)]
-        if not owners:
-            self.reject(SOURCE_NOT_ALLOWED, f"sender {source} is not allowed for {payment_id}")
-            raise ApiError(403, "forbidden", "this address may not send notifications")
-        key = f"{event}:{obj['id']}"
-        if key in self._seen:
-            self.reject(REPLAYED, f"{event} for {obj['id']} was already handled (from {source})")
-            return _ignored(REPLAYED)
-        expected = owners[0].expected_amount(event, obj)
-        if expected is not None and _money(obj.get("amount")) != expected:
-            self.reject(
-                AMOUNT_MISMATCH,
-                f"{event} for {obj['id']} says {_describe_amount(obj.get('amount'))}, "
-                f"{to_value(expected)} {expected.currency} was asked (from {source})",
-            )
-            return _ignored(AMOUNT_MISMATCH)
-        reasons = []
-        for provider in owners:  # more than one only when a session's authorize was repeated
-            try:
-                reasons.append(await provider.async_handle_notification(event, obj))
-            except PaymentError as error:
-                self.reject(
-                    GATEWAY_UNREACHABLE, f"{event} for {obj['id']}: cannot fetch it: {error}"
-                )
-                raise ApiError(
-                    503, "unavailable", "the notification could not be checked; send it again"
-                ) from None
-        reason = next((r for r in reasons if r is not None), None)
-        if reason is not None:
-            return _ignored(reason)
-        self._remember(key)
-        self.accepted += 1
-        _LOGGER.debug("YooKassa notification %s for %s accepted", event, obj["id"])
-        return web.json_response({"status": "ok"})
-
-    async def _notification(
-        self, request: web.Request, source: str | None
-    ) -> tuple[str, dict[str, Any]]:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            self.reject(MALFORMED, f"a body of {request.content_length} bytes from {source}")
-            raise ApiError(413, "payload_too_large", "the notification is too large")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        try:
-            if len(raw) > MAX_BODY_BYTES:
-                raise ValueError("too large")
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            self.reject(MALFORMED, f"the body from {source} is not JSON")
-            raise ApiError(400, "bad_request", "the notification is not JSON") from None
-        if not isinstance(body, dict):
-            body = {}
-        event, obj = body.get("event"), body.get("object")
-        if (
-            body.get("type") != "notification"
-            or event not in PAYMENT_EVENTS | REFUND_EVENTS
-            or not isinstance(obj, dict)
-            or not isinstance(obj.get("id"), str)
-        ):
-            self.reject(MALFORMED, f"not a payment or refund notification (from {source})")
-            raise ApiError(400, "bad_request", "not a payment or refund notification")
-        return str(event), obj
-
-    def _remember(self, key: str) -> None:
-        self._seen[key] = None
-        while len(self._seen) > SEEN_LIMIT:
-            self._seen.popitem(last=False)
-
-
-def _money(amount: Any) -> Money | None:
-    try:
-        return from_amount(amount)
-    except AmountError:
-        return None
-
-
-def _describe_amount(amount: Any) -> str:
-    if isinstance(amount, dict):
-        return f"{str(amount.get('value'))[:24]} {str(amount.get('currency'))[:8]}"
-    return "no amount"
-
-
-def _ignored(reason: str) -> web.Response:
-    """YooKassa repeats anything not answered 200 for a day; acknowledge what we ignore."""
-    return web.json_response({"status": "ignored", "reason": reason})
-
-
-def get_webhooks(hub: Hub) -> QrGatewayWebhooks:
-    webhooks: QrGatewayWebhooks | None = hub.data.get(DATA_WEBHOOKS)
-    if webhooks is None:
-        webhooks = hub.data[DATA_WEBHOOKS] = QrGatewayWebhooks(hub)
-    return webhooks
-
-
 class QrGatewayWebhookView(ApiView):
     url = URL_WEBHOOK
     name = "api:webhooks:qr_gateway"
@@ -327,3 +167,106 @@ class QrGatewayWebhookView(ApiView):
     )
     async def post(self, request: web.Request) -> web.Response:
         return await get_webhooks(self.hub).async_handle(request)
+
+
+class QrGatewayWebhooks(PaymentWebhooks["NotificationTarget"]):
+    """The hub's one notification route, shared by every machine's provider."""
+
+    view = QrGatewayWebhookView
+    label = "YooKassa notification"
+
+    # ---- the route --------------------------------------------------------------------
+
+    async def async_handle(self, request: web.Request) -> web.Response:
+        proxies = [network for p in self.providers for network in p.trusted_proxies]
+        source = source_address(request, proxies)
+        allowed = [network for p in self.providers for network in p.allowed_sources]
+        if not in_networks(source, allowed):
+            self.reject(SOURCE_NOT_ALLOWED, f"sender {source} is not an allowed address")
+            raise ApiError(403, "forbidden", "this address may not send notifications")
+        event, obj = await self._notification(request, source)
+        payment_id = obj.get("payment_id") if event in REFUND_EVENTS else obj.get("id")
+        owners = [p for p in self.providers if isinstance(payment_id, str) and p.owns(payment_id)]
+        if not owners:
+            self.reject(
+                UNKNOWN_PAYMENT,
+                f"{event} for payment {str(payment_id)[:64]} that no machine is following",
+                level=logging.INFO,
+            )
+            return ignored(UNKNOWN_PAYMENT)
+        owners = [p for p in owners if in_networks(source, p.allowed_sources)]
+        if not owners:
+            self.reject(SOURCE_NOT_ALLOWED, f"sender {source} is not allowed for {payment_id}")
+            raise ApiError(403, "forbidden", "this address may not send notifications")
+        key = f"{event}:{obj['id']}"
+        if self.handled_before(key):
+            self.reject(REPLAYED, f"{event} for {obj['id']} was already handled (from {source})")
+            return ignored(REPLAYED)
+        expected = owners[0].expected_amount(event, obj)
+        if expected is not None and _money(obj.get("amount")) != expected:
+            self.reject(
+                AMOUNT_MISMATCH,
+                f"{event} for {obj['id']} says {_describe_amount(obj.get('amount'))}, "
+                f"{to_value(expected)} {expected.currency} was asked (from {source})",
+            )
+            return ignored(AMOUNT_MISMATCH)
+        reasons = []
+        for provider in owners:  # more than one only when a session's authorize was repeated
+            try:
+                reasons.append(await provider.async_handle_notification(event, obj))
+            except PaymentError as error:
+                self.reject(
+                    GATEWAY_UNREACHABLE, f"{event} for {obj['id']}: cannot fetch it: {error}"
+                )
+                raise ApiError(
+                    503, "unavailable", "the notification could not be checked; send it again"
+                ) from None
+        reason = next((r for r in reasons if r is not None), None)
+        if reason is not None:
+            return ignored(reason)
+        self.remember(key)
+        self.accepted += 1
+        _LOGGER.debug("YooKassa notification %s for %s accepted", event, obj["id"])
+        return web.json_response({"status": "ok"})
+
+    async def _notification(
+        self, request: web.Request, source: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        raw = await self.async_read_body(request, source)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            self.reject(MALFORMED, f"the body from {source} is not JSON")
+            raise ApiError(400, "bad_request", "the notification is not JSON") from None
+        if not isinstance(body, dict):
+            body = {}
+        event, obj = body.get("event"), body.get("object")
+        if (
+            body.get("type") != "notification"
+            or event not in PAYMENT_EVENTS | REFUND_EVENTS
+            or not isinstance(obj, dict)
+            or not isinstance(obj.get("id"), str)
+        ):
+            self.reject(MALFORMED, f"not a payment or refund notification (from {source})")
+            raise ApiError(400, "bad_request", "not a payment or refund notification")
+        return str(event), obj
+
+
+def _money(amount: Any) -> Money | None:
+    try:
+        return from_amount(amount)
+    except AmountError:
+        return None
+
+
+def _describe_amount(amount: Any) -> str:
+    if isinstance(amount, dict):
+        return f"{str(amount.get('value'))[:24]} {str(amount.get('currency'))[:8]}"
+    return "no amount"
+
+
+def get_webhooks(hub: Hub) -> QrGatewayWebhooks:
+    webhooks: QrGatewayWebhooks | None = hub.data.get(DATA_WEBHOOKS)
+    if webhooks is None:
+        webhooks = hub.data[DATA_WEBHOOKS] = QrGatewayWebhooks(hub)
+    return webhooks
