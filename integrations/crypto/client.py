@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from vendhub.vending.payment import PaymentError
+from vendhub.vending.gateway_client import GatewayClient, GatewayError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -22,45 +22,20 @@ ATTEMPTS: Final = 3
 RETRY_DELAY: Final = 0.5
 
 
-class BTCPayError(PaymentError):
+class BTCPayError(GatewayError):
     """Greenfield refused a request or could not be reached."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
-
-class BTCPayClient:
+class BTCPayClient(GatewayClient):
     """The calls the provider needs, for one store, over one aiohttp session of its own."""
+
+    error = BTCPayError
 
     def __init__(
         self, server_url: str, store_id: str, api_key: str, *, timeout: float = 10.0
     ) -> None:
+        super().__init__({"Authorization": f"token {api_key}"}, timeout)
         self.base = f"{server_url.rstrip('/')}/api/v1/stores/{store_id}"
-        self._headers = {"Authorization": f"token {api_key}"}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._closed:
-            # A request still under way (a webhook being checked) must not open a new
-            # session that nobody would close.
-            raise BTCPayError("the provider is stopped")
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
-        return self._session
-
-    def open(self) -> None:
-        """Allow requests again after ``async_close`` (a provider started anew)."""
-        self._closed = False
-
-    async def async_close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # ---- the API ----------------------------------------------------------------------
 

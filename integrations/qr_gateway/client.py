@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from vendhub.vending.payment import PaymentError
+from vendhub.vending.gateway_client import GatewayClient, GatewayError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,46 +26,21 @@ RETRY_DELAY: Final = 0.5  # seconds; doubled after each failed attempt
 MAX_RETRY_AFTER: Final = 5.0
 
 
-class YooKassaError(PaymentError):
+class YooKassaError(GatewayError):
     """The API refused a request or could not be reached."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
-
-class YooKassaClient:
+class YooKassaClient(GatewayClient):
     """The calls the provider needs, over one aiohttp session of its own."""
+
+    error = YooKassaError
 
     def __init__(
         self, api_url: str, shop_id: str, secret_key: str, *, timeout: float = 10.0
     ) -> None:
         self.api_url = api_url.rstrip("/")
         credentials = base64.b64encode(f"{shop_id}:{secret_key}".encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {credentials}"}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._closed:
-            # A request still under way (a webhook being checked) must not open a new
-            # session that nobody would close.
-            raise YooKassaError("the provider is stopped")
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
-        return self._session
-
-    def open(self) -> None:
-        """Allow requests again after ``async_close`` (a provider started anew)."""
-        self._closed = False
-
-    async def async_close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__({"Authorization": f"Basic {credentials}"}, timeout)
 
     # ---- the API ----------------------------------------------------------------------
 
