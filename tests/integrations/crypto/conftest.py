@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import voluptuous as vol
 
 from tests.http.conftest import Api, start_api
 from vendhub.vending.money import Money
-from vendhub.vending.payment import Authorization, PaymentMethod, PaymentRequest
+from vendhub.vending.payment import PaymentMethod, PaymentRequest
 from vendhub_integrations.crypto import CryptoProvider
 from vendhub_integrations.crypto.webhook import URL_WEBHOOK
 from vendhub_integrations.http import async_unload as http_unload
@@ -83,39 +81,6 @@ def vend_request(session_id: str = "sess-btc-1", amount: Money = PRICE) -> Payme
     )
 
 
-@dataclass
-class Authorizing:
-    task: asyncio.Task[Authorization]
-    progress: list[dict[str, Any]] = field(default_factory=list)
-
-    async def qr_shown(self, timeout: float = 5.0) -> str:
-        async with asyncio.timeout(timeout):
-            while not any(step.get("step") == "scan_qr" for step in self.progress):
-                if self.task.done():
-                    self.task.result()
-                await asyncio.sleep(0.01)
-        return next(step["qr"] for step in self.progress if step.get("step") == "scan_qr")
-
-    async def result(self, timeout: float = 5.0) -> Authorization:
-        async with asyncio.timeout(timeout):
-            return await self.task
-
-
-def start_authorize(provider: CryptoProvider, request: PaymentRequest) -> Authorizing:
-    authorizing = Authorizing(task=None)  # type: ignore[arg-type]
-    authorizing.task = asyncio.get_running_loop().create_task(
-        provider.async_authorize(request, lambda step: authorizing.progress.append(dict(step)))
-    )
-    return authorizing
-
-
 def only_invoice(btcpay: BTCPayServer) -> dict[str, Any]:
     assert len(btcpay.invoices) == 1, list(btcpay.invoices)
     return next(iter(btcpay.invoices.values()))
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := check()):  # noqa: ASYNC110 - emulator state has no event
-            await asyncio.sleep(0.02)
-    return value

@@ -10,12 +10,13 @@ from decimal import Decimal
 
 import pytest
 
+from tests.vending.authorizing import eventually, start_authorize
 from vendhub.vending.money import Money
 from vendhub.vending.payment import PaymentDeclined, PaymentError, PaymentStatus
 from vendhub_integrations.crypto import CryptoProvider
 
 from .btcpay_server import BTCPayServer
-from .conftest import eventually, only_invoice, start_authorize, vend_request
+from .conftest import only_invoice, vend_request
 
 MakeProvider = Callable[..., Awaitable[CryptoProvider]]
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,6 @@ import voluptuous as vol
 from tests.http.conftest import Api, start_api
 from vendhub.vending.money import Money
 from vendhub.vending.payment import (
-    Authorization,
     PaymentMethod,
     PaymentRequest,
 )
@@ -89,41 +86,6 @@ def vend_request(session_id: str = "sess-0001", amount: Money = PRICE) -> Paymen
     )
 
 
-@dataclass
-class Authorizing:
-    """An ``async_authorize`` running as a task, and what it told the customer."""
-
-    task: asyncio.Task[Authorization]
-    progress: list[dict[str, Any]] = field(default_factory=list)
-
-    async def qr_shown(self, timeout: float = 5.0) -> str:
-        async with asyncio.timeout(timeout):
-            while not any(step.get("step") == "scan_qr" for step in self.progress):
-                if self.task.done():
-                    self.task.result()
-                await asyncio.sleep(0.01)
-        return next(step["qr"] for step in self.progress if step.get("step") == "scan_qr")
-
-    async def result(self, timeout: float = 5.0) -> Authorization:
-        async with asyncio.timeout(timeout):
-            return await self.task
-
-
-def start_authorize(provider: QrGatewayProvider, request: PaymentRequest) -> Authorizing:
-    authorizing = Authorizing(task=None)  # type: ignore[arg-type]
-    authorizing.task = asyncio.get_running_loop().create_task(
-        provider.async_authorize(request, lambda step: authorizing.progress.append(dict(step)))
-    )
-    return authorizing
-
-
 def only_payment(gateway: YooKassaServer) -> dict[str, Any]:
     assert len(gateway.payments) == 1, gateway.payments
     return next(iter(gateway.payments.values()))
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := check()):  # noqa: ASYNC110 - emulator state has no event
-            await asyncio.sleep(0.02)
-    return value

@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.http.conftest import Api
+from tests.vending.authorizing import eventually, start_authorize
 from vendhub.vending.money import Money
 from vendhub.vending.payment import PaymentDeclined, PaymentError, PaymentStatus
 from vendhub_integrations.qr_gateway import QrGatewayProvider
 from vendhub_integrations.qr_gateway.webhook import URL_WEBHOOK
 
-from .conftest import eventually, only_payment, start_authorize, vend_request
+from .conftest import only_payment, vend_request
 from .yookassa_server import YooKassaServer
 
 MakeProvider = Callable[..., Awaitable[QrGatewayProvider]]
