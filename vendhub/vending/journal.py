@@ -10,7 +10,8 @@ stopped and resolves it once (``VendEngine.async_start``; docs/vending.md).
 Writes go through one writer thread (group commit): the writes made during one turn of the
 event loop become one batch, handed to the thread once and committed in one transaction, and
 batches that queue up while a commit runs go in the next one together. Fifty machines vending
-at once share an fsync instead of queueing fifty, and the thread wakes once per batch.
+at once share an fsync instead of queueing fifty, and the thread wakes once per batch. A second
+thread checkpoints the write-ahead log, so that no commit does it (``_Checkpointer``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import queue
 import sqlite3
@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from vendhub.const import STORAGE_DIR
 from vendhub.core.context import Context
@@ -102,40 +104,23 @@ class StepRow:
 
 # ---- snapshots to and from JSON -----------------------------------------------------------
 
-# One encoder for every snapshot: json.dumps with options builds a new encoder on each call.
-_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+# orjson: a snapshot is encoded at every step of every session, in the event loop; the
+# standard library's encoder takes about ten times as long (4 us against 0.4 us a snapshot).
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-# What a session keeps from its selection on (``VendSession.as_dict()`` keys, and the whole
-# context): encoded once per session. Every other key is encoded at each save.
-_FIXED_KEYS = (
-    "session_id",
-    "machine_id",
-    "slot",
-    "product",
-    "price",
-    "currency",
-    "payment_method",
-    "payment_provider",
-    "free_vend",
-    "started_at",
-    "context_id",
-)
-_FIXED = frozenset(_FIXED_KEYS)
+def _encode(value: Mapping[str, Any]) -> str:
+    return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
 
 
-def session_to_json(
-    session: VendSession, data: Mapping[str, Any] | None = None, fixed: str | None = None
-) -> str:
-    """The journal's JSON of ``session``: ``data`` is its ``as_dict()`` when already made,
-    ``fixed`` its ``fixed_json()`` (the journal encodes that part once per session)."""
-    if data is None:
-        data = session.as_dict()
-    if fixed is None:
-        fixed = fixed_json(session, data)
-    changing = {key: value for key, value in data.items() if key not in _FIXED}
+def session_to_json(session: VendSession, data: Mapping[str, Any] | None = None) -> str:
+    """The journal's JSON of ``session`` (``data`` is its ``as_dict()`` when already made):
+    the snapshot's fields with the whole context and dispense result, which
+    ``session_from_json`` reads back."""
+    snapshot = dict(session.as_dict() if data is None else data)
+    snapshot["context"] = session.context.as_dict()
     dispense = session.dispense
-    changing["dispense"] = (
+    snapshot["dispense"] = (
         {
             "outcome": dispense.outcome.value,
             "slot": dispense.slot,
@@ -145,18 +130,11 @@ def session_to_json(
         if dispense
         else None
     )
-    return f"{fixed},{_JSON_ENCODER.encode(changing)[1:]}"
-
-
-def fixed_json(session: VendSession, data: Mapping[str, Any]) -> str:
-    """The start of ``session_to_json``: the fields fixed at selection, an open JSON object."""
-    fixed = {key: data[key] for key in _FIXED_KEYS}
-    fixed["context"] = session.context.as_dict()
-    return _JSON_ENCODER.encode(fixed)[:-1]
+    return _encode(snapshot)
 
 
 def session_from_json(text: str) -> VendSession:
-    data = json.loads(text)
+    data = orjson.loads(text)
     currency = data["currency"]
 
     def money(amount: int | None) -> Money | None:
@@ -224,6 +202,10 @@ _UPDATE_FLAGS = (
     4,
 )
 _ROWS_PER_STATEMENT = 200
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between checkpoints of the journal's write-ahead log (when there were commits)."""
+RESTART_LOG_FRAMES = 10_000
+"""Log frames (pages, 4 KiB) past which the checkpointer resets the log: about 40 MB."""
 
 Flags = tuple[int | None, int | None, int | None]
 """(recorded, close_pending, resolved_after_restart) of a session; None leaves one as it is."""
@@ -290,11 +272,13 @@ class _Writer(threading.Thread):
             self.open_error = error
             self.ready.set()
             return
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # the _Checkpointer's job
         self.ready.set()
         try:
             while True:
                 batch = self.queue.get()
                 if batch is None:
+                    _checkpoint(connection, "TRUNCATE")
                     return
                 stop = False
                 while True:  # whatever queued up during the last commit goes in this one
@@ -308,6 +292,7 @@ class _Writer(threading.Thread):
                     batch.absorb(more)
                 self._commit(connection, batch)
                 if stop:
+                    _checkpoint(connection, "TRUNCATE")
                     return
         finally:
             connection.close()
@@ -331,6 +316,51 @@ class _Writer(threading.Thread):
                 connection.execute("ROLLBACK")
             error = failure
         self.loop.call_soon_threadsafe(_settle, batch.futures, error)
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the write-ahead log into the database file, off the commit path.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that takes the log past 1,000 pages,
+    and that commit then takes several times as long (fifty sessions' rows: p99 4.1-4.4 ms
+    with it, 1.8-1.9 ms without, on the same disk). The writer turns it off; this thread
+    checkpoints once a ``CHECKPOINT_INTERVAL`` after new commits, PASSIVE, which never blocks
+    the writer. A log that keeps growing because the writer never pauses long enough is reset
+    (RESTART, which waits for the writer once) past ``RESTART_LOG_FRAMES``.
+    """
+
+    def __init__(self, path: Path, writer: _Writer) -> None:
+        super().__init__(name="vending journal checkpoints", daemon=True)
+        self.path = path
+        self.writer = writer
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout=5000")
+        checkpointed = self.writer.commits
+        try:
+            while not self.stopping.wait(CHECKPOINT_INTERVAL):
+                commits = self.writer.commits
+                if commits == checkpointed:
+                    continue
+                checkpointed = commits
+                log_frames = _checkpoint(connection, "PASSIVE")
+                if log_frames is not None and log_frames > RESTART_LOG_FRAMES:
+                    _checkpoint(connection, "RESTART")
+        finally:
+            connection.close()
+
+
+def _checkpoint(connection: sqlite3.Connection, mode: str) -> int | None:
+    """Run a checkpoint; the frames in the log, or None when it failed (logged: the journal
+    stays correct, its log file only grows until a later checkpoint succeeds)."""
+    try:
+        _busy, log_frames, _copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    except sqlite3.Error as error:
+        _LOGGER.warning("Checkpoint (%s) of the vending journal failed: %s", mode, error)
+        return None
+    return int(log_frames)
 
 
 @functools.lru_cache(maxsize=256)
@@ -394,8 +424,7 @@ class VendJournal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch: _Batch | None = None
         """The writes of this turn of the event loop, handed to the writer at its end."""
-        self._fixed_json: dict[str, str] = {}
-        """Session id → ``fixed_json`` of the sessions still running (no outcome yet)."""
+        self._checkpointer: _Checkpointer | None = None
 
     @classmethod
     def for_hub(cls, hub: Hub) -> VendJournal:
@@ -425,6 +454,8 @@ class VendJournal:
         self._writer = writer
         self._loop = loop
         self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._checkpointer = _Checkpointer(self.path, writer)
+        self._checkpointer.start()
 
     async def async_close(self) -> None:
         writer = self._writer
@@ -432,9 +463,13 @@ class VendJournal:
             return
         self._flush()
         self._writer = None
-        self._fixed_json.clear()
+        loop = asyncio.get_running_loop()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stopping.set()
+            await loop.run_in_executor(None, checkpointer.join, 10)
         writer.queue.put(None)
-        await asyncio.get_running_loop().run_in_executor(None, writer.join, 10)
+        await loop.run_in_executor(None, writer.join, 10)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -486,15 +521,7 @@ class VendJournal:
         session_id = session.id
         if data is None:
             data = session.as_dict()
-        running = session.outcome is None
-        fixed = self._fixed_json.get(session_id) if running else None
-        if fixed is None:
-            fixed = fixed_json(session, data)
-            if running:
-                self._fixed_json[session_id] = fixed
-            else:
-                self._fixed_json.pop(session_id, None)
-        snapshot = session_to_json(session, data, fixed)  # before the batch: a failure adds nothing
+        snapshot = session_to_json(session, data)  # before the batch: a failure adds nothing
         batch = self._batch_of_this_turn()
         batch.sessions.append(
             (
@@ -625,7 +652,7 @@ def read_journal(path: Path | str) -> list[dict[str, Any]]:
             "recorded": bool(row[4]),
             "close_pending": bool(row[5]),
             "resolved_after_restart": bool(row[6]),
-            "snapshot": json.loads(row[7]),
+            "snapshot": orjson.loads(row[7]),
             "steps": by_session.get(row[0], []),
         }
         for row in rows

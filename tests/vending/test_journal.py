@@ -1,0 +1,142 @@
+"""The vend journal's file: snapshots read back as written, and its write-ahead log is
+checkpointed by its own thread (never inside a commit) and left empty when it closes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from vendhub.core.context import Context
+from vendhub.vending import journal as journal_module
+from vendhub.vending.dispenser import DispenseOutcome, DispenseResult
+from vendhub.vending.journal import VendJournal, session_from_json, session_to_json
+from vendhub.vending.money import Money
+from vendhub.vending.payment import Authorization, PaymentMethod
+from vendhub.vending.session import SessionState, VendOutcome, VendSession
+
+
+def _session(number: int, **changes: object) -> VendSession:
+    session = VendSession(
+        id=f"session{number:04d}",
+        machine_id="lobby_1",
+        slot="A1",
+        product="Кола «Zero»",
+        price=Money(150, "EUR"),
+        method=PaymentMethod.card,
+        context=Context(user_id="operator"),
+        started_at=time.time(),
+        provider="instant",
+        state=SessionState.authorizing,
+    )
+    return session.evolve(**changes) if changes else session
+
+
+def test_a_snapshot_reads_back_as_it_was_written() -> None:
+    session = _session(
+        1,
+        state=SessionState.completed,
+        outcome=VendOutcome.completed,
+        authorization=Authorization(
+            provider="instant",
+            method=PaymentMethod.card,
+            reference="instant-session0001",
+            amount=Money(150, "EUR"),
+            details={"session_id": "session0001", "card": {"last4": None}},
+        ),
+        dispense=DispenseResult(DispenseOutcome.dispensed, "A1", drop_confirmed=True),
+        stock_after=4,
+        change=Money(50, "EUR"),
+        progress={"step": "present_card"},
+        finished_at=time.time(),
+    )
+
+    assert session_from_json(session_to_json(session)) == session
+
+
+def _sessions_in_database_file(path: Path, copy: Path) -> int:
+    copy.unlink(missing_ok=True)
+    shutil.copyfile(path, copy)
+    connection = sqlite3.connect(copy)
+    try:
+        return connection.execute("SELECT count(*) FROM sessions").fetchone()[0]
+    except sqlite3.OperationalError:  # not even the schema was checkpointed yet
+        return 0
+    finally:
+        connection.close()
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+async def test_commits_leave_checkpoints_to_the_checkpoint_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL", 0.05)
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path)
+    await journal.async_open()
+    try:
+        for number in range(40):
+            await asyncio.gather(
+                *(
+                    journal.async_save(_session(number * 50 + k), "authorize", "begin")
+                    for k in range(50)
+                )
+            )
+        assert journal.commits >= 40
+        # The database file alone (a copy without its -wal log) holds what was checkpointed.
+        deadline = time.monotonic() + 10
+        while True:
+            count = _sessions_in_database_file(path, tmp_path / "copy.db")
+            if count == 2000 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert count == 2000
+    finally:
+        await journal.async_close()
+    assert _wal_bytes(path) == 0, "closing truncates the write-ahead log"
+    reopened = VendJournal(path)
+    await reopened.async_open()
+    try:
+        entry = reopened.entry("session1999")
+        assert entry is not None and entry.last_step == ("authorize", "begin")
+    finally:
+        await reopened.async_close()
+
+
+async def test_no_commit_runs_a_checkpoint_itself(tmp_path: Path) -> None:
+    """The writer's connection has SQLite's automatic checkpoint turned off: however many
+    pages the log holds, a commit only appends to it (the checkpoint thread copies them)."""
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path)
+    await journal.async_open()
+    checkpointer = journal._checkpointer
+    assert checkpointer is not None
+    checkpointer.stopping.set()
+    await asyncio.get_running_loop().run_in_executor(None, checkpointer.join, 10)
+    try:
+        for number in range(100):
+            await asyncio.gather(
+                *(
+                    journal.async_save(_session(number * 50 + k), "authorize", "begin")
+                    for k in range(50)
+                )
+            )
+        probe = sqlite3.connect(path, isolation_level=None)
+        try:
+            _busy, log_frames, _copied = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            probe.close()
+        # SQLite's automatic checkpoint would have copied the log and started it again
+        # from its beginning each time it passed 1,000 pages.
+        assert log_frames > 2000
+    finally:
+        await journal.async_close()
+    assert _wal_bytes(path) == 0
