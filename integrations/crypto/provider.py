@@ -22,7 +22,9 @@ Refunds in BTCPay are pull payments: the customer claims them at their link with
 and the store approves the payout. Greenfield has no idempotence keys, so each refund's pull
 payment carries a description ``vendhub:<session>:<what>`` and is looked for before another is
 requested. A cancelled authorize marks an unpaid invoice ``Invalid``; one already paid is
-refunded (or, still confirming, followed until it can be).
+refunded (or, still confirming, followed until it can be). ``async_release_session`` does the
+same after a restart that cut an authorize off, finding the session's invoices by
+``orderId`` (``GET /invoices?orderId=<session>``).
 """
 
 from __future__ import annotations
@@ -503,6 +505,53 @@ class CryptoProvider(PaymentProvider):
         finally:
             if self._follows.get(watch.invoice_id) is watch:
                 del self._follows[watch.invoice_id]
+
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        """Stop the invoices of an authorize cut off by a restart from taking money: an unpaid
+        ``New`` one is marked ``Invalid``, a paid one refunded, one still confirming followed
+        for ``release_watch`` and refunded once settled."""
+        for invoice in await self.client.async_find_invoices(session_id):
+            metadata = invoice.get("metadata")
+            invoice_id = invoice.get("id")
+            if (
+                not isinstance(metadata, dict)
+                or metadata.get("orderId") != session_id
+                or not isinstance(invoice_id, str)
+            ):
+                continue
+            self._invoices[invoice_id] = (
+                session_id,
+                _money(invoice.get("amount"), invoice.get("currency")) or amount,
+            )
+            _LOGGER.warning(
+                "%s: session %s was cut off by a restart while its invoice %s was %s; releasing it",
+                self.machine_id,
+                session_id,
+                invoice_id,
+                _state(invoice),
+            )
+            status, additional = _status(invoice)
+            paid = status == SETTLED or additional in (PAID_PARTIAL, PAID_OVER)
+            if paid and await self._async_refund_requested(session_id):
+                continue  # all of it was requested back before the restart
+            if await self._async_release(invoice, session_id):
+                continue
+            watch = _Follow(invoice_id, session_id)
+            self._follows[invoice_id] = watch
+            task = self.hub.async_create_background_task(
+                self._async_watch_release(watch), name=f"crypto release {invoice_id}"
+            )
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    async def _async_refund_requested(self, session_id: str) -> bool:
+        """Whether a refund of everything the session's invoice took was requested."""
+        whole = {
+            f"vendhub:{session_id}:{what}" for what in ("cancelled", "full", "partial_payment")
+        }
+        return any(
+            pull.get("description") in whole for pull in await self.client.async_pull_payments()
+        )
 
     # ---- capture, void, refund, status --------------------------------------------------
 

@@ -25,6 +25,7 @@ ROUTE_TO_RECYCLER = 3
 ROUTE_DISABLED_REJECTED = 4
 
 STATUS_JUST_RESET = 0x06
+STATUS_INVALID_ESCROW = 0x0A
 STATUS_NAMES = {
     0x01: "defective motor",
     0x02: "sensor problem",

@@ -7,7 +7,18 @@ value is needed to reach the price; the bill that completes the price stays in e
 capture, so a failed vend hands the very bill back. Capture keeps the money; close pays the
 change out of the tubes (largest coins first) and reports what the tubes actually paid; void
 returns the credit (the escrowed bill back, the rest in coins). One authorization may pay
-several vends (``multi_vend``): captures add up until close.
+several vends (``multi_vend``): captures add up until close, each counted once per vend
+session (``details.session_id`` of a multi-vend authorization, else the reference).
+
+Every session's amounts are committed to ``<config>/.storage/mdb_cash.db`` (``cash_store.py``)
+before the engine hears of them: a coin's credit before it is shown, the authorization and a
+capture before they return, a payout's intent (the tube levels before it) before the first
+coin is dispensed. A hub killed with credit in the machine therefore finds it again at start:
+void, close and ``async_release_session`` pay it back (or the change) and capture works, each
+exactly once. A payout cut off half way is settled from the tube levels: what the tubes lost
+since the intent was paid. A bill left in escrow is handed back; when the validator no longer
+holds it, the last command it was given decides where it went (a validator stacks only when
+told to; on its own it only returns a bill).
 
 Tube levels and cash-box totals are kept for cash accounting (``cash_totals``).
 """
@@ -35,6 +46,7 @@ from vendhub.vending.payment import (
     PaymentRequest,
     PaymentStatus,
     ProgressCallback,
+    session_of,
 )
 
 from . import bill_validator as bv
@@ -46,6 +58,7 @@ from .adapter import (
     async_acquire_adapter,
     async_release_adapter,
 )
+from .cash_store import CashStore, CashStoreError
 from .scaling import currency_matches
 
 if TYPE_CHECKING:
@@ -88,6 +101,7 @@ _STATUS = {
 
 @dataclass(slots=True)
 class _CashSession:
+    reference: str
     price: Money
     state: _State = _State.pending
     coins: int = 0
@@ -97,8 +111,12 @@ class _CashSession:
     escrow_type: int | None = None
     escrow_value: int = 0
     stacking: bool = False
-    """ESCROW stack was sent; the stacked report has not come yet."""
+    """ESCROW stack was (about to be) sent; the stacked report has not come yet."""
+    returning: bool = False
+    """ESCROW return was (about to be) sent; the returned report has not come yet."""
     captured: int = 0
+    captures: dict[str, int] = field(default_factory=dict)
+    """Vend session → what its capture took (a repeated capture takes nothing)."""
     refunded: int = 0
     """Captured money paid back by ``async_refund``."""
     paid_out: int = 0
@@ -106,8 +124,62 @@ class _CashSession:
     bill_returned: int = 0
     shortfall: int = 0
     """What was owed to the customer but the tubes could not pay."""
+    bill_change: int = 0
+    """The escrowed bill handed back as change at close."""
+    payout: dict[str, Any] | None = None
+    """A payout under way: ``{"due": minor units, "before": tube counts}``."""
     closed: bool = False
     change: Money | None = None
+
+    def as_data(self) -> dict[str, Any]:
+        """What the cash store keeps (JSON)."""
+        return {
+            "price": self.price.amount,
+            "currency": self.price.currency,
+            "state": self.state.value,
+            "coins": self.coins,
+            "stacked": self.stacked,
+            "escrow_type": self.escrow_type,
+            "escrow_value": self.escrow_value,
+            "stacking": self.stacking,
+            "returning": self.returning,
+            "captured": self.captured,
+            "captures": dict(self.captures),
+            "refunded": self.refunded,
+            "paid_out": self.paid_out,
+            "bill_returned": self.bill_returned,
+            "shortfall": self.shortfall,
+            "bill_change": self.bill_change,
+            "payout": self.payout,
+            "closed": self.closed,
+            "change": self.change.amount if self.change is not None else None,
+        }
+
+    @classmethod
+    def from_data(cls, reference: str, data: Mapping[str, Any]) -> _CashSession:
+        currency = str(data["currency"])
+        change = data.get("change")
+        return cls(
+            reference=reference,
+            price=Money(int(data["price"]), currency),
+            state=_State(data["state"]),
+            coins=int(data["coins"]),
+            stacked=int(data["stacked"]),
+            escrow_type=data.get("escrow_type"),
+            escrow_value=int(data.get("escrow_value") or 0),
+            stacking=bool(data.get("stacking")),
+            returning=bool(data.get("returning")),
+            captured=int(data.get("captured") or 0),
+            captures={str(k): int(v) for k, v in (data.get("captures") or {}).items()},
+            refunded=int(data.get("refunded") or 0),
+            paid_out=int(data.get("paid_out") or 0),
+            bill_returned=int(data.get("bill_returned") or 0),
+            shortfall=int(data.get("shortfall") or 0),
+            bill_change=int(data.get("bill_change") or 0),
+            payout=data.get("payout"),
+            closed=bool(data.get("closed")),
+            change=Money(int(change), currency) if change is not None else None,
+        )
 
     @property
     def credit(self) -> int:
@@ -174,6 +246,8 @@ class MdbCashProvider(PaymentProvider):
         self.validator: bv.BillValidator | None = None
         self._ready = False
         self._sessions: dict[str, _CashSession] = {}
+        self._store = CashStore.for_hub(hub, machine_id)
+        self._store_loaded = False
         self._lock = asyncio.Lock()
         self._totals = CashTotals(self.currency)
         self._poll_task: asyncio.Future[bool] | None = None
@@ -209,6 +283,8 @@ class MdbCashProvider(PaymentProvider):
         self._ready = False
         if adapter is not None:
             await async_release_adapter(self.hub, adapter)
+        await self._store.async_close()
+        self._store_loaded = False
 
     async def async_authorize(
         self, request: PaymentRequest, progress: ProgressCallback
@@ -221,31 +297,35 @@ class MdbCashProvider(PaymentProvider):
             raise PaymentError(f"the cash devices take {self.currency}, not {request.amount}")
         async with self._lock:
             await self._async_ensure_ready()
-            session = _CashSession(price=request.amount)
-            self._sessions[reference] = session
+            session = self._sessions.get(reference)
+            if session is None or session.state is not _State.pending:
+                session = _CashSession(reference, price=request.amount)
+                self._sessions[reference] = session
+                await self._async_save(session)  # before any coin can come
             try:
                 await self._async_collect(session, progress)
             except asyncio.CancelledError:
-                session.state = _State.voided
-                await asyncio.shield(self._async_give_back(session))
+                await asyncio.shield(self._async_end_unpaid(session, _State.voided))
                 raise
             except TimeoutError:
-                session.state = _State.declined
-                await asyncio.shield(self._async_give_back(session))
+                await asyncio.shield(self._async_end_unpaid(session, _State.declined))
                 raise PaymentDeclined(
                     "expired",
                     f"not enough cash within {self._config['insert_timeout']:g} s; "
                     "the credit was returned",
                 ) from None
             except BaseException:
-                session.state = _State.failed
-                await asyncio.shield(self._async_give_back(session))
+                await asyncio.shield(self._async_end_unpaid(session, _State.failed))
                 raise
             session.state = _State.authorized
+            await self._async_save(session)
         return self._authorization(reference, request.method, session)
 
     async def async_capture(self, authorization: Authorization, amount: Money) -> None:
         session = self._known(authorization)
+        key = session_of(authorization)
+        if key in session.captures:
+            return  # captured before (a repeat after a restart)
         if session.state not in (_State.authorized, _State.captured) or session.closed:
             raise PaymentError(f"cannot capture {authorization.reference}: it is {session.state}")
         if amount.currency != self.currency or amount.amount < 0:
@@ -258,12 +338,15 @@ class MdbCashProvider(PaymentProvider):
         async with self._lock:
             if session.escrow_value and session.kept < session.captured + amount.amount:
                 await self._async_stack_escrow(session)
-        session.captured += amount.amount
-        session.state = _State.captured
+            session.captured += amount.amount
+            session.captures[key] = amount.amount
+            session.state = _State.captured
+            await self._async_save(session)
 
     async def async_void(self, authorization: Authorization) -> None:
         session = self._known(authorization)
-        if session.state in (_State.voided, _State.declined):
+        owed = session.escrow_value or session.kept - session.captured - session.paid_out > 0
+        if session.state in (_State.voided, _State.declined) and not owed:
             return
         if session.state is _State.captured:
             raise PaymentError(
@@ -272,7 +355,8 @@ class MdbCashProvider(PaymentProvider):
             )
         async with self._lock:
             await self._async_give_back(session)
-        session.state = _State.voided
+            session.state = _State.voided
+            await self._async_save(session)
 
     async def async_refund(self, authorization: Authorization, amount: Money) -> None:
         session = self._known(authorization)
@@ -283,11 +367,8 @@ class MdbCashProvider(PaymentProvider):
                 f"{refundable} minor units captured and not refunded"
             )
         async with self._lock:
-            paid = await self._async_pay_out(amount.amount)
-        session.paid_out += paid
-        session.refunded += paid
+            paid = await self._async_pay_out(session, amount.amount, refund=True)
         if paid < amount.amount:
-            session.shortfall += amount.amount - paid
             raise PaymentError(
                 f"the coin tubes paid back only {paid} of {amount.amount} minor units "
                 f"{self.currency}; the rest is owed to the customer"
@@ -307,23 +388,26 @@ class MdbCashProvider(PaymentProvider):
             return session.change
         async with self._lock:
             if session.state is _State.captured:
-                due = session.credit - session.captured
-                bill_back = 0
+                # What change was paid before (a close cut off by a restart) counts.
+                due = session.credit - session.captured - (session.paid_out - session.refunded)
                 if session.escrow_value and due >= session.escrow_value:
-                    bill_back = session.escrow_value
+                    value = session.escrow_value
                     await self._async_return_escrow(session)  # the bill itself as change
-                    due -= bill_back
+                    session.bill_change += value
+                    due -= value
                 elif session.escrow_value:
                     await self._async_stack_escrow(session)
-                paid = await self._async_pay_out(due) if due > 0 else 0
-                session.paid_out += paid
-                session.shortfall += due - paid
-                session.change = Money(bill_back + paid, self.currency)
+                if due > 0:
+                    await self._async_pay_out(session, due)
+                coins = session.paid_out - session.refunded
+                session.change = Money(session.bill_change + coins, self.currency)
             else:
                 if session.state is _State.authorized:
                     await self._async_give_back(session)
                     session.state = _State.voided
                 session.change = Money(session.paid_out, self.currency)
+            session.closed = True
+            await self._async_save(session)
         if session.shortfall:
             _LOGGER.error(
                 "Payment %s: the tubes could not pay %d minor units %s owed to the customer",
@@ -331,8 +415,35 @@ class MdbCashProvider(PaymentProvider):
                 session.shortfall,
                 self.currency,
             )
-        session.closed = True
         return session.change
+
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        """Give back the credit of an authorize cut off by a restart (the coins and bills the
+        customer inserted before the hub died, known from the cash store)."""
+        reference = f"mdb-cash-{session_id}"
+        session = self._sessions.get(reference)
+        if session is None or session.closed:
+            return  # nothing was inserted, or it was given back already
+        if session.captures:
+            raise PaymentError(
+                f"{reference} was captured; an authorize its caller never saw cannot have been"
+            )
+        async with self._lock:
+            await self._async_ensure_ready()
+            await self._async_end_unpaid(session, _State.voided)
+        _LOGGER.warning(
+            "Payment %s, cut off by a restart: %d minor units %s given back to the customer",
+            reference,
+            session.paid_out + session.bill_returned,
+            self.currency,
+        )
+        if session.shortfall:
+            _LOGGER.error(
+                "Payment %s: the tubes could not pay %d minor units %s owed to the customer",
+                reference,
+                session.shortfall,
+                self.currency,
+            )
 
     # --- internals ---------------------------------------------------------------------
 
@@ -368,7 +479,39 @@ class MdbCashProvider(PaymentProvider):
         setup = self.validator.setup
         return setup.scaling.from_units(setup.bill_credits[bill_type], self.currency).amount
 
+    async def _async_save(self, session: _CashSession) -> None:
+        try:
+            await self._store.async_save(
+                session.reference, session.as_data(), closed=session.closed
+            )
+        except CashStoreError as error:
+            raise PaymentError(str(error)) from error
+
+    async def _async_load_store(self) -> None:
+        """The sessions a previous run left (once per start)."""
+        if self._store_loaded:
+            return
+        try:
+            stored = await self._store.async_open()
+        except CashStoreError as error:
+            raise PaymentError(str(error)) from error
+        for reference, data in stored.items():
+            if reference not in self._sessions:
+                self._sessions[reference] = _CashSession.from_data(reference, data)
+        self._store_loaded = True
+        for session in self._sessions.values():
+            if not session.closed and session.kept + session.escrow_value > 0:
+                _LOGGER.warning(
+                    "Payment %s (%s) from before the restart holds %d minor units %s of the "
+                    "customer's cash; the vend engine settles it",
+                    session.reference,
+                    session.state,
+                    session.credit - session.captured - (session.paid_out - session.refunded),
+                    self.currency,
+                )
+
     async def _async_ensure_ready(self) -> None:
+        await self._async_load_store()
         if self._ready:
             return
         if self._adapter is None:
@@ -386,6 +529,9 @@ class MdbCashProvider(PaymentProvider):
             bill_setup = await self.validator.async_initialise()
             self._check_currency("bill validator", bill_setup.currency_code)
         self._ready = True
+        for session in self._sessions.values():
+            if session.payout is not None and self.changer is not None:
+                await self._async_settle_payout(session, finished=False)
 
     def _check_currency(self, device: str, code: int) -> None:
         if currency_matches(code, self.currency) is False:
@@ -422,14 +568,20 @@ class MdbCashProvider(PaymentProvider):
         return await asyncio.shield(task)
 
     async def _async_poll_once(self, session: _CashSession) -> bool:
-        """Poll both devices once; True when the credit changed."""
+        """Poll both devices once; True when the credit changed (committed by then)."""
         before = session.credit
+        saved = session.as_data()
         if self.changer is not None:
             for event in await self.changer.async_poll():
                 self._on_changer_event(session, event)
+            if session.as_data() != saved:
+                await self._async_save(session)
+                saved = session.as_data()
         if self.validator is not None:
             for event in await self.validator.async_poll():
                 await self._async_on_validator_event(session, event)
+        if session.as_data() != saved:
+            await self._async_save(session)
         return session.credit != before
 
     def _on_changer_event(self, session: _CashSession, event: cc.ChangerEvent) -> None:
@@ -464,15 +616,14 @@ class MdbCashProvider(PaymentProvider):
                     await self.validator.async_escrow(stack=False)  # not needed any more
                 else:
                     session.escrow_type, session.escrow_value = event.bill_type, value
+                    await self._async_save(session)
                     if session.credit < session.price.amount:
                         await self._async_stack_escrow(session)  # needed, and more to come
             elif event.routing == bv.ROUTE_STACKED:
                 self._on_bill_stacked(session, event.bill_type, value)
             elif event.routing == bv.ROUTE_RETURNED:
                 if session.escrow_type == event.bill_type and session.escrow_value:
-                    session.bill_returned += session.escrow_value
-                    session.escrow_type, session.escrow_value = None, 0
-                    session.stacking = False
+                    self._on_bill_returned(session)
             else:
                 _LOGGER.info("Bill of %d minor units: routing %d", value, event.routing)
         elif isinstance(event, bv.ValidatorStatus):
@@ -482,16 +633,39 @@ class MdbCashProvider(PaymentProvider):
         self._totals.bills_stacked[value] += 1
         if session.escrow_value and session.escrow_type == bill_type:
             session.escrow_type, session.escrow_value = None, 0
-            session.stacking = False
+            session.stacking = session.returning = False
         session.stacked += value
+
+    def _on_bill_returned(self, session: _CashSession) -> None:
+        session.bill_returned += session.escrow_value
+        session.escrow_type, session.escrow_value = None, 0
+        session.stacking = session.returning = False
+
+    def _on_escrow_empty(self, session: _CashSession) -> None:
+        """The validator holds no bill in escrow (``invalid escrow request``) though this
+        session had one: a restart came between the command and its report. A validator
+        stacks only when told to, so the bill was stacked if a stack was asked for, and
+        otherwise returned to the customer."""
+        _LOGGER.warning(
+            "Payment %s: the bill of %d minor units is no longer in escrow; counted as %s",
+            session.reference,
+            session.escrow_value,
+            "stacked" if session.stacking else "returned",
+        )
+        if session.stacking:
+            assert session.escrow_type is not None
+            self._on_bill_stacked(session, session.escrow_type, session.escrow_value)
+        else:
+            self._on_bill_returned(session)
 
     async def _async_stack_escrow(self, session: _CashSession) -> None:
         """ESCROW stack, then poll until the validator reports the bill stacked."""
         assert self.validator is not None
         bill_type = session.escrow_type
-        if not session.stacking:
-            await self.validator.async_escrow(stack=True)
-            session.stacking = True
+        if not session.stacking or session.returning:
+            session.stacking, session.returning = True, False
+            await self._async_save(session)  # the intent first: it says where the bill went
+        await self.validator.async_escrow(stack=True)
         try:
             async with asyncio.timeout(self._config["reply_timeout"] * 5):
                 while session.escrow_value and session.escrow_type == bill_type:
@@ -502,14 +676,16 @@ class MdbCashProvider(PaymentProvider):
                                     session, bill_type, self._bill_value(bill_type)
                                 )
                             elif event.routing == bv.ROUTE_RETURNED:
-                                session.bill_returned += session.escrow_value
-                                session.escrow_type, session.escrow_value = None, 0
-                                session.stacking = False
+                                self._on_bill_returned(session)
+                                await self._async_save(session)
                                 raise AdapterError("the bill validator returned the bill")
+                        elif _escrow_empty(event) and session.escrow_value:
+                            self._on_escrow_empty(session)
                     if session.escrow_value:
                         await asyncio.sleep(self._config["poll_interval"])
         except TimeoutError:
             raise AdapterError("the bill validator did not report the bill stacked") from None
+        await self._async_save(session)
 
     async def _async_give_back(self, session: _CashSession) -> None:
         """Return the escrowed bill and pay the rest of the credit out in coins."""
@@ -526,40 +702,57 @@ class MdbCashProvider(PaymentProvider):
                 await self._async_return_escrow(session)
         due = session.kept - session.captured - session.paid_out
         if due > 0:
-            paid = await self._async_pay_out(due)
-            session.paid_out += paid
-            session.shortfall += due - paid
+            await self._async_pay_out(session, due)
+
+    async def _async_end_unpaid(self, session: _CashSession, state: _State) -> None:
+        """An authorize that did not end in an authorization: give the credit back, close."""
+        session.state = state
+        await self._async_give_back(session)
+        session.change = Money(session.paid_out, self.currency)
+        session.closed = True
+        await self._async_save(session)
 
     async def _async_return_escrow(self, session: _CashSession) -> None:
         """ESCROW return, then poll until the validator reports the bill returned."""
         assert self.validator is not None
+        if not session.returning:
+            session.returning = True
+            await self._async_save(session)  # the intent first: it says where the bill went
         await self.validator.async_escrow(stack=False)
         try:
             async with asyncio.timeout(self._config["reply_timeout"] * 5):
                 while session.escrow_value:
                     for event in await self.validator.async_poll():
-                        await self._async_on_validator_event(session, event)
+                        if _escrow_empty(event) and session.escrow_value:
+                            self._on_escrow_empty(session)
+                        else:
+                            await self._async_on_validator_event(session, event)
                     if session.escrow_value:
                         await asyncio.sleep(self._config["poll_interval"])
         except TimeoutError:
             raise AdapterError("the bill validator did not report the bill returned") from None
+        await self._async_save(session)
 
-    async def _async_pay_out(self, amount: int) -> int:
-        """Pay ``amount`` minor units from the tubes, largest coins first; what was paid.
+    async def _async_pay_out(
+        self, session: _CashSession, amount: int, *, refund: bool = False
+    ) -> int:
+        """Pay ``amount`` minor units of ``session`` from the tubes, largest coins first; what
+        was paid, added to the session's ``paid_out`` (and ``refunded``) and committed.
 
-        What was paid is measured: the tube status before and after the payout.
+        What was paid is measured: the tube status before and after the payout. The levels
+        before are committed first, so a payout cut off by a restart is settled from them.
         """
-        if amount <= 0 or self.changer is None or self.changer.setup is None:
+        if amount <= 0:
             return 0
-        setup = self.changer.setup
+        if self.changer is None or self.changer.setup is None:
+            session.shortfall += amount
+            await self._async_save(session)
+            return 0
         before = list((await self.changer.async_read_tubes()).counts)
-        types = sorted(
-            (n for n, credit in enumerate(setup.coin_credits) if credit and setup.routable(n)),
-            key=self._coin_value,
-            reverse=True,
-        )
+        session.payout = {"due": amount, "before": before, "refund": refund}
+        await self._async_save(session)
         remaining = amount
-        for coin_type in types:
+        for coin_type in self._payout_types():
             value = self._coin_value(coin_type)
             count = min(remaining // value, before[coin_type])
             while count > 0:
@@ -567,12 +760,44 @@ class MdbCashProvider(PaymentProvider):
                 await self.changer.async_dispense(coin_type, batch, self._config["payout_timeout"])
                 count -= batch
                 remaining -= batch * value
+        return await self._async_settle_payout(session)
+
+    def _payout_types(self) -> list[int]:
+        """Coin types the changer pays from, largest value first."""
+        assert self.changer is not None and self.changer.setup is not None
+        setup = self.changer.setup
+        return sorted(
+            (n for n, credit in enumerate(setup.coin_credits) if credit and setup.routable(n)),
+            key=self._coin_value,
+            reverse=True,
+        )
+
+    async def _async_settle_payout(self, session: _CashSession, *, finished: bool = True) -> int:
+        """End the payout under way: what the tubes lost since its intent was paid; counted
+        and committed. ``finished`` False: a restart cut it off, and what it did not pay is
+        still owed (not a shortfall): whoever pays the session out next pays it."""
+        payout = session.payout
+        assert payout is not None and self.changer is not None
+        before: list[int] = list(payout["before"])
         after = (await self.changer.async_read_tubes()).counts
         paid = 0
-        for coin_type in types:
+        for coin_type in self._payout_types():
             coins = max(0, before[coin_type] - after[coin_type])
             if coins:
                 value = self._coin_value(coin_type)
                 self._totals.coins_paid_out[value] += coins
                 paid += coins * value
+        due = int(payout["due"])
+        session.paid_out += paid
+        if payout.get("refund"):
+            session.refunded += paid
+        if finished:
+            session.shortfall += max(0, due - paid)
+        session.payout = None
+        await self._async_save(session)
         return paid
+
+
+def _escrow_empty(event: bv.ValidatorEvent) -> bool:
+    """The validator's answer to an ESCROW command while it holds no bill."""
+    return isinstance(event, bv.ValidatorStatus) and event.code == bv.STATUS_INVALID_ESCROW

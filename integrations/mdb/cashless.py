@@ -8,6 +8,13 @@ the price goes with ``D,REQ``. Either way ``d,STATUS,RESULT,1,<amount>`` approve
 ``d,STATUS,RESULT,-1`` denies. ``D,END`` is vend success (the adapter then completes the
 session), ``D,END,-1`` vend failure: the reader reverses the payment. After vend success an
 MDB reader cannot give money back, so ``async_refund`` says so.
+
+The provider keeps its payments in memory. After a restart the reader may still hold the vend
+the hub was waiting on (the adapter is powered by itself): ``async_release_session`` (an
+authorize cut off) and ``async_void`` of a payment it no longer knows ask the reader's state
+(``D,STATUS``) and end that vend: ``D,END,-1`` for an approval, ``D,REQ,-1`` for a request
+still waiting for the card. At a start no other vend has begun, so the one the reader holds is
+that session's.
 """
 
 from __future__ import annotations
@@ -238,6 +245,14 @@ class MdbCashlessProvider(PaymentProvider):
         payment.state = _State.captured
 
     async def async_void(self, authorization: Authorization) -> None:
+        if authorization.reference not in self._payments:
+            # Authorized before a restart: the reader may still hold the approval.
+            async with self._lock:
+                await self._async_end_reader_vend()
+            self._payments[authorization.reference] = _CardPayment(
+                authorization, int(authorization.details.get("item", 0)), _State.voided
+            )
+            return
         payment = self._known(authorization)
         if payment.state in (_State.voided, _State.declined):
             return
@@ -248,6 +263,17 @@ class MdbCashlessProvider(PaymentProvider):
         async with self._lock:
             await self._async_command_until_idle("D,END,-1")
         payment.state = _State.voided
+
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        """End the vend the reader may still hold for an authorize cut off by a restart."""
+        reference = f"mdb-{session_id}"
+        known = self._payments.get(reference)
+        if known is not None and known.state in (_State.voided, _State.declined, _State.failed):
+            return
+        async with self._lock:
+            await self._async_end_reader_vend()
+        if known is not None:
+            known.state = _State.voided
 
     async def async_refund(self, authorization: Authorization, amount: Money) -> None:
         raise PaymentError(
@@ -403,6 +429,41 @@ class MdbCashlessProvider(PaymentProvider):
         except AdapterError:
             self._enabled = False
             raise
+
+    async def _async_reader_state(self) -> str | None:
+        """The reader's state from ``D,STATUS`` (``IDLE``, ``VEND``, ``RESULT``, ...); None
+        when the cashless master is off (the adapter was reset: the reader holds nothing)."""
+        adapter = await self._async_adapter()
+        self._drain_lines()
+        await adapter.async_send("D,STATUS")
+        try:
+            while True:
+                line = await self._async_wait_for(
+                    "d,STATUS", self._config["reply_timeout"], "the reader's state"
+                )
+                if ",#," in line:
+                    return line.split(",")[2]
+        except AdapterError as error:
+            if "refused" in str(error):
+                return None
+            raise
+
+    async def _async_end_reader_vend(self) -> None:
+        """End whatever vend the reader holds: reverse an approval (``D,END,-1``), cancel a
+        request still waiting for the card (``D,REQ,-1``)."""
+        for _ in range(2):
+            state = await self._async_reader_state()
+            if state == "RESULT":
+                _LOGGER.warning("The card reader still held an approval; reversing it (D,END,-1)")
+                await self._async_command_until_idle("D,END,-1")
+            elif state in ("VEND", "CREDIT"):
+                _LOGGER.warning("The card reader still held a vend request; cancelling it")
+                await self._async_abort_vend()
+            else:
+                return
+        state = await self._async_reader_state()
+        if state in ("RESULT", "VEND", "CREDIT"):
+            raise AdapterError(f"the card reader still holds a vend ({state}) after ending it")
 
     async def _async_abort_vend(self) -> None:
         """Cancel a pending vend request (``D,REQ,-1``); reverse an approval that raced in."""

@@ -50,6 +50,12 @@ class YooKassaClient(GatewayClient):
     async def async_get_payment(self, payment_id: str) -> dict[str, Any]:
         return await self._request("GET", f"/payments/{payment_id}")
 
+    async def async_list_payments(self, filters: dict[str, str]) -> dict[str, Any]:
+        """One page of ``GET /payments`` (newest first): ``{"type": "list", "items": [...],
+        "next_cursor": ...}``; ``filters`` are the API's query parameters (``status``,
+        ``created_at.gte``, ``limit``, ``cursor``, ...)."""
+        return await self._request("GET", "/payments", params=filters)
+
     async def async_capture(
         self, payment_id: str, amount: dict[str, str] | None, key: str
     ) -> dict[str, Any]:
@@ -73,7 +79,13 @@ class YooKassaClient(GatewayClient):
     # ---- transport --------------------------------------------------------------------
 
     async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, key: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        key: str | None = None,
+        *,
+        params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         headers = {"Idempotence-Key": key} if key is not None else {}
         delay = RETRY_DELAY
@@ -81,7 +93,7 @@ class YooKassaClient(GatewayClient):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._http().request(
-                    method, self.api_url + path, json=body, headers=headers
+                    method, self.api_url + path, json=body, headers=headers, params=params
                 ) as response:
                     answer = await _json(response)
                     if response.status == 202 and answer.get("type") == "processing":

@@ -13,6 +13,16 @@ A pending YooKassa payment cannot be cancelled through the API (only ``waiting_f
 can). So when the authorize is cancelled (the customer walks away, the engine times out) the
 provider cancels the payment if it is already paid, and otherwise keeps following it for
 ``release_watch``: if the customer pays after all, it is cancelled (or refunded) at once.
+
+After a restart that cut an authorize off, ``async_release_session`` finds the session's
+payment without knowing its id: the API cannot search payments by metadata, so it lists them
+(``GET /payments``, newest first, 100 a page) by status and creation time and keeps those whose
+``metadata.session_id`` is the session. Held (``waiting_for_capture``) and ``pending``
+payments are searched over the last 7 days (YooKassa cancels a hold not captured by then);
+``succeeded`` ones, which only a method without two-stage payments gives unasked, over
+``release_lookback``. Re-POSTing the create with the same ``Idempotence-Key`` would return the
+payment too, but only with the very same body (the product's name included) and within 24
+hours, and it makes a new payment when the first never arrived.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import voluptuous as vol
@@ -61,6 +72,9 @@ _LOGGER = logging.getLogger(__name__)
 
 PLATFORM = "qr_gateway"
 DESCRIPTION_LIMIT = 128  # YooKassa's limit for a payment's description
+HOLD_LOOKBACK = timedelta(days=7)  # YooKassa cancels a payment not captured within 7 days
+LIST_PAGE = 100  # the most items one GET /payments returns
+LIST_PAGES = 100  # pages searched per status before giving up (10,000 payments)
 
 PENDING = "pending"
 WAITING_FOR_CAPTURE = "waiting_for_capture"
@@ -114,6 +128,7 @@ class QrGatewayProvider(PaymentProvider):
         vol.Optional("poll_interval", default=5): _seconds,
         vol.Optional("request_timeout", default=10): _seconds,
         vol.Optional("release_watch", default="1h"): _seconds,
+        vol.Optional("release_lookback", default="1d"): _seconds,
         vol.Optional("allowed_sources", default=list(YOOKASSA_NETWORKS)): _networks,
         vol.Optional("trusted_proxies", default=list): _networks,
     }
@@ -130,6 +145,7 @@ class QrGatewayProvider(PaymentProvider):
         self.request_timeout = float(options.get("request_timeout", 10))
         self.poll_interval = float(options.get("poll_interval", 5))
         self.release_watch = float(options.get("release_watch", 3600))
+        self.release_lookback = float(options.get("release_lookback", 86400))
         self.allowed_sources = parse_networks(options.get("allowed_sources", YOOKASSA_NETWORKS))
         self.trusted_proxies = parse_networks(options.get("trusted_proxies", ()))
         self.webhooks = get_webhooks(hub)
@@ -450,6 +466,85 @@ class QrGatewayProvider(PaymentProvider):
             self.statuses[payment_id] = str(status)
         return True
 
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        """Cancel (or refund) the payment an authorize cut off by a restart left; a pending
+        one is followed for ``release_watch`` and cancelled if the customer pays."""
+        for payment in await self._async_find_payments(session_id):
+            payment_id = str(payment["id"])
+            # The gateway's own amount: whatever it holds for this session goes back.
+            self._amounts[payment_id] = _money(payment.get("amount")) or amount
+            status = payment.get("status")
+            _LOGGER.warning(
+                "%s: session %s was cut off by a restart while its payment %s was %s; releasing it",
+                self.machine_id,
+                session_id,
+                payment_id,
+                status,
+            )
+            if status == PENDING:
+                self._follow_release(_Follow(payment_id, session_id))
+            elif status == WAITING_FOR_CAPTURE:
+                await self._async_cancel_held(payment_id, session_id)
+            elif status == SUCCEEDED:
+                taken = self._amounts[payment_id]
+                refunded = _money(payment.get("refunded_amount"))
+                left = taken.amount - (refunded.amount if refunded is not None else 0)
+                if left > 0:
+                    await self._async_refund(payment_id, session_id, Money(left, taken.currency))
+
+    async def _async_find_payments(self, session_id: str) -> list[dict[str, Any]]:
+        """The shop's payments whose ``metadata.session_id`` is ``session_id``."""
+        now = datetime.now(UTC)
+        searches = (
+            (PENDING, HOLD_LOOKBACK),
+            (WAITING_FOR_CAPTURE, HOLD_LOOKBACK),
+            (SUCCEEDED, timedelta(seconds=self.release_lookback)),
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for status, lookback in searches:
+            filters = {
+                "status": status,
+                "created_at.gte": _timestamp(now - lookback),
+                "limit": str(LIST_PAGE),
+            }
+            for _ in range(LIST_PAGES):
+                page = await self.client.async_list_payments(filters)
+                items = page.get("items")
+                if not isinstance(items, list):
+                    raise PaymentError("YooKassa answered a payment list without items")
+                for item in items:
+                    metadata = item.get("metadata") if isinstance(item, dict) else None
+                    if isinstance(metadata, dict) and metadata.get("session_id") == session_id:
+                        found.setdefault(str(item.get("id")), item)
+                cursor = page.get("next_cursor")
+                if not isinstance(cursor, str) or not cursor:
+                    break
+                filters = {**filters, "cursor": cursor}
+            else:
+                raise PaymentError(
+                    f"more than {LIST_PAGES * LIST_PAGE} {status} payments to search for "
+                    f"session {session_id}; lower release_lookback or release it by hand"
+                )
+        return list(found.values())
+
+    async def _async_cancel_held(self, payment_id: str, session_id: str) -> None:
+        try:
+            result = await self.client.async_cancel(payment_id, f"{session_id}:cancel")
+        except YooKassaError as error:
+            if error.status != 400:
+                raise
+            # It changed since it was listed: cancelled already, or captured.
+            result = await self.client.async_get_payment(payment_id)
+            if result.get("status") == SUCCEEDED:
+                amount = _money(result.get("amount")) or self._amounts[payment_id]
+                await self._async_refund(payment_id, session_id, amount)
+                return
+        status = str(result.get("status"))
+        self.statuses[payment_id] = status
+        if status != CANCELED:
+            raise PaymentError(f"YooKassa payment {payment_id} is {status}; it was not cancelled")
+        _LOGGER.info("%s: cancelled payment %s at YooKassa", self.machine_id, payment_id)
+
     # ---- capture, void, refund, status --------------------------------------------------
 
     async def async_capture(self, authorization: Authorization, amount: Money) -> None:
@@ -546,6 +641,11 @@ class QrGatewayProvider(PaymentProvider):
             party = cancellation.get("party") if isinstance(cancellation, dict) else None
             return PaymentStatus.voided if party == "merchant" else PaymentStatus.declined
         return PaymentStatus.unknown
+
+
+def _timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as YooKassa writes ``created_at``."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _money(amount: Any) -> Money | None:

@@ -9,6 +9,11 @@ the rest back as change when the payment closes.
 Neither moves money anywhere. With ``ledger_file`` each provider appends what it did (one JSON
 object a line: op, reference, session, amount, effect) and reads the file back when it starts,
 so its idempotence holds across hub restarts and another process can watch what it did.
+
+``async_release_session`` (a hub restarted while the customer paid) holds nothing to give
+back, but it voids an authorization the ledger has for that session (the pretend coins go
+back) and writes a ``release`` record either way: effect ``done``, ``repeat`` (released
+before) or ``nothing`` (no authorize reached the provider).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ _LOGGER = logging.getLogger(__name__)
 
 EFFECT_DONE = "done"
 EFFECT_REPEAT = "repeat"  # asked again (after a restart): nothing happened twice
+EFFECT_NOTHING = "nothing"  # a release of a session no authorize reached
 
 
 def _method(value: Any) -> PaymentMethod:
@@ -127,7 +133,7 @@ class InstantPaymentProvider(PaymentProvider):
             payment.captured += record["amount"]
             payment.captured_keys.add(record["key"])
             payment.status = PaymentStatus.captured
-        elif op == "void":
+        elif op in ("void", "release"):
             payment.status = PaymentStatus.voided
         elif op == "refund":
             payment.refunded += record["amount"]
@@ -244,6 +250,26 @@ class InstantPaymentProvider(PaymentProvider):
                 "reference": authorization.reference,
                 "amount": amount.amount,
                 "effect": EFFECT_REPEAT if repeat else EFFECT_DONE,
+            }
+        )
+
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        self._maybe_fail("release")
+        reference = f"{self.platform}-{session_id}"
+        payment = self.payments.get(reference)
+        if payment is None:
+            effect = EFFECT_NOTHING
+        elif payment.status is PaymentStatus.authorized:
+            effect = EFFECT_DONE
+        else:
+            effect = EFFECT_REPEAT
+        self._log(
+            {
+                "op": "release",
+                "reference": reference,
+                "session_id": session_id,
+                "amount": amount.amount,
+                "effect": effect,
             }
         )
 

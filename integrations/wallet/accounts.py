@@ -525,6 +525,43 @@ def refund(
     return Settlement(account_id, amount, -taken_back, repeated=False)
 
 
+def release_session(session: Session, session_id: str, now: float) -> list[Settlement]:
+    """Release what vend session ``session_id`` left on any account when its authorize's
+    answer was lost (the hub died): void a hold still open, give back a capture not yet
+    refunded. Returns what was done (``repeated`` when it had been done before).
+
+    The hold is found by its key alone (the caller does not know the account), which reads
+    every row of ``loyalty_transactions``: the unique index starts with the customer. It runs
+    only at a start after such a crash.
+    """
+    key = idempotence_key(KIND_HOLD, session_id)
+    accounts = list(
+        session.execute(
+            select(Row.customer_id).where(Row.source_event_id == key, Row.kind.in_(HOLD_KINDS))
+        ).scalars()
+    )
+    session.rollback()
+    settled: list[Settlement] = []
+    for account_id in accounts:
+        try:
+            settled.append(void(session, account_id, session_id, now, None))
+            continue
+        except SettlementConflict:
+            pass  # captured: give back what was taken
+        spend = _row(session, account_id, idempotence_key(KIND_SPEND, session_id))
+        already = _row(session, account_id, idempotence_key(KIND_REFUND, session_id))
+        currency = session.execute(
+            select(Customer.currency).where(Customer.id == account_id)
+        ).scalar_one()
+        session.rollback()
+        spent = -spend.amount if spend is not None else 0
+        if already is not None or spent <= 0:
+            settled.append(Settlement(account_id, 0, 0, repeated=True))
+            continue
+        settled.append(refund(session, account_id, session_id, spent, currency, now, None))
+    return settled
+
+
 def payment_state(session: Session, account_id: int, session_id: str) -> str:
     """``unknown``, ``authorized``, ``captured``, ``voided`` or ``refunded``, from the rows."""
     keys = {
@@ -685,6 +722,9 @@ class Wallet:
         self, account_id: int, session_id: str, amount: int, currency: str
     ) -> Settlement:
         return await self._run(refund, account_id, session_id, amount, currency, time.time(), None)
+
+    async def async_release_session(self, session_id: str) -> list[Settlement]:
+        return await self._run(release_session, session_id, time.time())
 
     async def async_payment_state(self, account_id: int, session_id: str) -> str:
         return await self._run(payment_state, account_id, session_id)

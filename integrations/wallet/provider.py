@@ -181,6 +181,22 @@ class WalletProvider(PaymentProvider):
         except (WalletError, WalletUnavailable) as error:
             raise PaymentError(str(error)) from error
 
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        """The hub died while this session's hold was asked for: release the hold (found by
+        the session id on whichever account has it), or give back a capture."""
+        try:
+            settled = await self._wallet().async_release_session(session_id)
+        except (WalletError, WalletUnavailable) as error:
+            raise PaymentError(str(error)) from error
+        for done in settled:
+            if not done.repeated:
+                _LOGGER.info(
+                    "Wallet account %d: %d given back for session %s, cut off while authorizing",
+                    done.account_id,
+                    done.amount,
+                    session_id,
+                )
+
     async def async_status(self, authorization: Authorization) -> PaymentStatus:
         account_id, session_id = _parse_reference(authorization)
         try:

@@ -213,7 +213,55 @@ async def test_each_open_state_is_resolved_once(
     assert read_ledger(machine.ledger_file) == ledger
 
 
-async def test_a_session_cut_off_while_authorizing_has_nothing_to_void(
+async def lost_authorize(machine: Machine, hub: Hub, session_id: str = "lost1") -> VendSession:
+    """A hub killed while the provider approved: the provider's authorize happened (its ledger
+    has it), but the journal still says ``authorizing`` and has no authorization."""
+    session = await crafted(machine, hub, SessionState.authorizing, authorized=False)
+    provider = InstantPaymentProvider(hub, "lobby_1", {"ledger_file": str(machine.ledger_file)})
+    await provider.async_authorize(
+        PaymentRequest(session.id, "lobby_1", session.price, PaymentMethod.card, "A1", "Cola"),
+        lambda step: None,
+    )
+    return session
+
+
+def failing_release(machine: Machine, hub: Hub, times: int) -> list[InstantPaymentProvider]:
+    provider = InstantPaymentProvider(hub, "lobby_1", {"ledger_file": str(machine.ledger_file)})
+    provider.fail_next["release"] = times
+    return [provider]
+
+
+def release_steps(machine: Machine, session_id: str) -> list[tuple[str, str]]:
+    (row,) = [row for row in read_journal(machine.journal_path) if row["id"] == session_id]
+    return [(step, phase) for step, phase, _ in row["steps"] if step == "release"]
+
+
+async def test_a_session_cut_off_while_authorizing_is_released_once(
+    machine: Machine, hub: Hub, events
+) -> None:
+    session = await lost_authorize(machine, hub)
+    engine = await machine.start()
+    (resolved,) = engine.resolved_after_restart
+    assert resolved.id == session.id
+    assert resolved.outcome is VendOutcome.payment_error
+    assert resolved.reason == "interrupted_while_authorizing"
+    ledger = read_ledger(machine.ledger_file)
+    assert [(record["op"], record["effect"]) for record in ledger] == [
+        ("authorize", "done"),
+        ("release", "done"),
+    ]
+    assert done(ledger, "void") == 0 and done(ledger, "capture") == 0
+    assert release_steps(machine, session.id) == [("release", "begin"), ("release", "done")]
+    assert events("vend_completed", "vend_failed") == []  # nothing reached the board
+    await machine.stop()
+    engine = await machine.start()
+    assert engine.resolved_after_restart == []
+    assert read_ledger(machine.ledger_file) == ledger
+    (row,) = read_journal(machine.journal_path)
+    assert row["state"] == "failed" and row["resolved_after_restart"]
+
+
+async def test_a_release_with_nothing_at_the_provider_still_asks_it(
     machine: Machine, hub: Hub
 ) -> None:
     await crafted(machine, hub, SessionState.authorizing, authorized=False)
@@ -221,4 +269,55 @@ async def test_a_session_cut_off_while_authorizing_has_nothing_to_void(
     (resolved,) = engine.resolved_after_restart
     assert resolved.outcome is VendOutcome.payment_error
     assert resolved.reason == "interrupted_while_authorizing"
-    assert read_ledger(machine.ledger_file) == []
+    assert [(r["op"], r["effect"]) for r in read_ledger(machine.ledger_file)] == [
+        ("release", "nothing")
+    ]
+
+
+async def test_a_failed_release_is_tried_again_at_the_next_start(
+    machine: Machine, hub: Hub
+) -> None:
+    await alarm_setup(hub=hub)
+    session = await lost_authorize(machine, hub)
+    engine = await machine.start(providers=failing_release(machine, hub, 1))
+    assert engine.resolved_after_restart == []
+    (row,) = read_journal(machine.journal_path)
+    assert row["state"] == "authorizing" and not row["resolved_after_restart"]
+    assert release_steps(machine, session.id) == [("release", "begin"), ("release", "error")]
+    alarm = hub.states.get("alarm.lobby_1_vend_release_failed")
+    assert alarm is not None
+    assert "tried again at the next start" in alarm.attributes["message"]
+    assert alarm.attributes["severity"] == "critical"
+    # The machine sells meanwhile.
+    sold = await engine.async_select(slot="A1", method="card")
+    assert (await engine.async_wait(sold.id, timeout=5)).outcome is VendOutcome.completed
+    await machine.stop()
+
+    engine = await machine.start()
+    (resolved,) = engine.resolved_after_restart
+    assert resolved.id == session.id and resolved.reason == "interrupted_while_authorizing"
+    assert done(read_ledger(machine.ledger_file), "release") == 1
+    assert release_steps(machine, session.id)[-2:] == [("release", "begin"), ("release", "done")]
+
+
+async def test_a_release_that_keeps_failing_is_closed_after_three_starts(
+    machine: Machine, hub: Hub
+) -> None:
+    await alarm_setup(hub=hub)
+    session = await lost_authorize(machine, hub)
+    for _ in range(2):
+        engine = await machine.start(providers=failing_release(machine, hub, 1))
+        assert engine.resolved_after_restart == []
+        await machine.stop()
+    engine = await machine.start(providers=failing_release(machine, hub, 1))
+    (resolved,) = engine.resolved_after_restart
+    assert resolved.outcome is VendOutcome.payment_error
+    assert resolved.reason == "release_failed"
+    assert release_steps(machine, session.id).count(("release", "error")) == 3
+    alarm = hub.states.get("alarm.lobby_1_vend_release_failed")
+    assert alarm is not None and "release it at the provider by hand" in alarm.attributes["message"]
+    assert session.id in alarm.attributes["message"]
+    await machine.stop()
+    engine = await machine.start()
+    assert engine.resolved_after_restart == []
+    assert done(read_ledger(machine.ledger_file), "release") == 0

@@ -79,6 +79,8 @@ _DATA_RECORDER = "recorder"
 _ALARM_DOMAIN = "alarm"
 _KEEP_FINISHED = 200  # finished sessions kept in memory for session() / async_wait()
 _CAPTURE_ATTEMPTS = 3
+_RELEASE_STARTS = 3
+"""Starts at which a release of a payment cut off while authorizing is tried before giving up."""
 
 StockListener = Callable[[str, int, Context | None], None]
 ModeListener = Callable[[MachineMode], None]
@@ -1041,15 +1043,10 @@ class VendEngine:
                     session, VendOutcome.voided_error, "hub_restarted", step="resolve"
                 )
             else:
-                # The approval never reached the journal, so there is no reference to void:
-                # a provider releases an authorization its caller never confirmed (gateway
-                # payments expire; a card reader ends its session when the hub goes).
-                await self._async_finish(
-                    session,
-                    VendOutcome.payment_error,
-                    "interrupted_while_authorizing",
-                    step="resolve",
-                )
+                reason = await self._async_release_lost_authorize(session, provider)
+                if reason is None:
+                    return  # left open: the next start tries the release again
+                await self._async_finish(session, VendOutcome.payment_error, reason, step="resolve")
         elif state is SessionState.authorized:
             await self._async_fail_after_authorization(
                 session, provider, VendOutcome.voided_error, "hub_restarted", alarm=False
@@ -1078,6 +1075,60 @@ class VendEngine:
             )
         await self.journal.async_set_flags(session.id, resolved_after_restart=True)
         self.resolved_after_restart.append(self._sessions[session.id])
+
+    async def _async_release_lost_authorize(
+        self, session: VendSession, provider: PaymentProvider | None
+    ) -> str | None:
+        """Release what an authorize cut off by a restart may have left; the reason to close
+        the session with, or None to leave it open for the next start.
+
+        The approval never reached the journal, so there is no reference to void: the
+        provider finds by the session id whatever its authorize left (a hold, a gateway
+        payment, inserted cash) and releases it. A release that fails keeps the session open,
+        so the next start tries again; after ``_RELEASE_STARTS`` failed starts the session is
+        closed as ``release_failed``, with a critical alarm naming it.
+        """
+        await self.journal.async_step(session.id, "release", "begin")
+        problem: str | None = None
+        if provider is None and session.provider is not None:
+            problem = f"payment provider {session.provider!r} is not configured any more"
+        elif provider is not None:
+            try:
+                async with asyncio.timeout(self.machine.timeouts.void):
+                    await provider.async_release_session(session.id, session.price)
+            except Exception as error:
+                problem = str(error) or type(error).__name__
+        if problem is None:
+            await self.journal.async_step(session.id, "release", "done")
+            return "interrupted_while_authorizing"
+        await self.journal.async_step(session.id, "release", "error", problem)
+        failed_starts = sum(
+            1
+            for step in self.journal.steps(session.id)
+            if (step.step, step.phase) == ("release", "error")
+        )
+        gave_up = failed_starts >= _RELEASE_STARTS
+        _LOGGER.error(
+            "Could not release the payment of vend session %s (%s), cut off while authorizing: %s",
+            session.id,
+            session.provider,
+            problem,
+        )
+        await self._async_alarm(
+            session,
+            "vend_release_failed",
+            "critical",
+            f"Vend {session.id} on {self.machine_id}: the hub stopped while the "
+            f"customer was paying ({session.provider}), and what that payment "
+            f"may hold could not be released: {problem}. "
+            + (
+                f"Tried at {failed_starts} starts; the session is closed: "
+                "release it at the provider by hand"
+                if gave_up
+                else "It is tried again at the next start"
+            ),
+        )
+        return "release_failed" if gave_up else None
 
     async def _async_refire(self, session: VendSession) -> None:
         """Fire the ledger event again; the recorder writes it once (keyed by session id)."""

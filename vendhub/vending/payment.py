@@ -21,6 +21,11 @@ Rules every provider keeps:
 - **Cancellation leaves nothing charged.** ``async_authorize`` is cancelled when the customer
   cancels or a timeout strikes: the provider must then release whatever it holds (cancel the
   gateway payment, return inserted cash, end the reader's session) before re-raising.
+- **A lost authorize is released by session id.** A hub killed while ``async_authorize`` ran
+  never journalled its ``Authorization``: at the next start the engine calls
+  ``async_release_session(session_id, amount)``, and the provider finds by the session id
+  whatever that authorize left (a hold, a gateway payment, an invoice, inserted cash) and
+  releases it.
 - **No card data.** Only the provider's reference and non-secret details (a masked PAN at most)
   go into ``Authorization.details``; they are journalled and recorded.
 - **Errors.** ``PaymentDeclined`` is the customer's answer (declined card, expired QR, not
@@ -198,6 +203,27 @@ class PaymentProvider(ABC):
     @abstractmethod
     async def async_status(self, authorization: Authorization) -> PaymentStatus:
         """Where this payment is at the provider, to resolve a session after a restart."""
+
+    async def async_release_session(self, session_id: str, amount: Money) -> None:
+        """Release whatever an authorize for ``session_id`` may have left, when the caller
+        never got its ``Authorization`` (the hub died while it waited).
+
+        Called by the engine at start for each session the journal left at ``authorizing``,
+        before any new session of the machine. Find the payment by the session id (the
+        idempotence key every authorize uses) and leave nothing charged after it: release a
+        hold, cancel a gateway payment (refund it if it was taken), give inserted cash back,
+        end the reader's session. Nothing found is not an error: the authorize may never have
+        reached the provider. Idempotent: a repeat after another restart changes nothing.
+        ``amount`` is the price the session asked for.
+
+        Raise ``PaymentError`` when it cannot be done now (unreachable, an answer it cannot
+        trust): the engine alarms and tries again at its next start.
+
+        The default does nothing. That is right for a provider whose authorize holds nothing
+        once its call is gone (a test double, a device that ends its session by itself when
+        the hub goes); a provider that makes anything outside the hub must override it.
+        """
+        return None
 
     async def async_close(self, authorization: Authorization) -> Money | None:
         """The session is over: end the reader's session, pay out the change.

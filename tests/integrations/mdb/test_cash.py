@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from vendhub.core.hub import Hub
 from vendhub.vending.money import Money
 from vendhub.vending.payment import (
+    Authorization,
     PaymentDeclined,
     PaymentError,
     PaymentMethod,
@@ -60,6 +62,15 @@ async def cash_machine(
             yield provider, emulator
         finally:
             await provider.async_stop()
+
+
+def follow_on(authorization: Authorization, session_id: str, amount: int) -> Authorization:
+    """The authorization the engine gives a multi-vend follow-on session (docs/vending.md)."""
+    return replace(
+        authorization,
+        amount=Money(amount, EUR),
+        details={**authorization.details, "session_id": session_id, "multi_vend_of": "c1"},
+    )
 
 
 def credit_reached(progress: Progress, amount: int) -> bool:
@@ -206,9 +217,12 @@ async def test_multi_vend_captures_add_up(hub: Hub, serial_pair) -> None:
         emulator.insert_bill(500)
         authorization = await task
         await provider.async_capture(authorization, Money(150, EUR))
-        await provider.async_capture(authorization, Money(200, EUR))
+        # The engine's follow-on vends pay from the credit under their own session ids.
+        second = follow_on(authorization, "c2", 200)
+        await provider.async_capture(second, Money(200, EUR))
+        await provider.async_capture(second, Money(200, EUR))  # a repeat takes nothing
         with pytest.raises(PaymentError, match="the credit is 500"):
-            await provider.async_capture(authorization, Money(200, EUR))
+            await provider.async_capture(follow_on(authorization, "c3", 200), Money(200, EUR))
         assert await provider.async_close(authorization) == Money(150, EUR)
     assert sorted(emulator.changer.paid_out, reverse=True) == [50, 50, 50]
     assert emulator.validator.stacked[500] == 1

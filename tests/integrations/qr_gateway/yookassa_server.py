@@ -2,7 +2,10 @@
 
 What it serves (``/v3``): ``POST /payments`` (HTTP Basic ``shop_id:secret_key``, an
 ``Idempotence-Key`` on every POST: the same key with the same body answers the first answer
-again, with another body 400), ``GET /payments/{id}``, ``POST /payments/{id}/capture`` (only
+again, with another body 400), ``GET /payments`` (the list: newest first, filtered by
+``status``, ``payment_method`` and ``created_at.gte/gt/lte/lt``; ``limit`` 1 to 100, 10 by
+default; ``next_cursor`` while more are left, given back as ``cursor``; no filter by
+metadata, as in the real API), ``GET /payments/{id}``, ``POST /payments/{id}/capture`` (only
 ``waiting_for_capture``), ``POST /payments/{id}/cancel`` (only ``waiting_for_capture``: a
 pending payment cannot be cancelled, it expires), ``POST /refunds`` (only ``succeeded``
 payments, at most what is left), ``GET /refunds/{id}``. Errors are
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import operator
 import re
 import uuid
 from dataclasses import dataclass
@@ -32,6 +36,12 @@ from aiohttp import web
 
 _VALUE = re.compile(r"^\d{1,10}(\.\d{1,3})?$")
 _CONFIRMATION_TYPES = {"qr", "redirect", "embedded", "external", "mobile_application"}
+_COMPARE = {
+    "gte": operator.ge,
+    "gt": operator.gt,
+    "lte": operator.le,
+    "lt": operator.lt,
+}
 
 
 @dataclass
@@ -91,6 +101,8 @@ class YooKassaServer:
         self.calls: list[Call] = []
         self.deliveries: list[Delivery] = []
         self._answers: dict[tuple[str, str], tuple[Any, int, dict[str, Any]]] = {}
+        self._cursors: dict[str, tuple[tuple[tuple[str, str], ...], int]] = {}
+        """next_cursor → (the list's filters, where the next page starts)."""
         self._tampered: dict[str, dict[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
@@ -101,6 +113,7 @@ class YooKassaServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v3/payments", self._create_payment)
+        app.router.add_get("/v3/payments", self._list_payments)
         app.router.add_get("/v3/payments/{id}", self._get_payment)
         app.router.add_post("/v3/payments/{id}/capture", self._capture)
         app.router.add_post("/v3/payments/{id}/cancel", self._cancel)
@@ -323,9 +336,67 @@ class YooKassaServer:
             "refundable": False,
             "test": True,
             "_capture": capture,
+            "_seq": len(self.payments),
         }
         self.payments[payment_id] = payment
         return 200, self.public(payment)
+
+    async def _list_payments(self, request: web.Request) -> web.Response:
+        problem, _, _ = await self._begin(request)
+        if problem is not None:
+            return problem
+        query = dict(request.query)
+        cursor = query.pop("cursor", None)
+        try:
+            limit = int(query.pop("limit", "10"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return _error(400, "invalid_request", "limit must be 1 to 100", "limit")
+        filters = tuple(sorted(query.items()))
+        start = 0
+        if cursor is not None:
+            remembered = self._cursors.get(cursor)
+            if remembered is None or remembered[0] != filters:
+                return _error(400, "invalid_request", "Invalid cursor", "cursor")
+            start = remembered[1]
+        bounds: list[tuple[str, datetime]] = []
+        for name, value in query.items():
+            if name.startswith("created_at."):
+                comparison = name.removeprefix("created_at.")
+                try:
+                    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    return _error(400, "invalid_request", f"{name} is not a date-time", name)
+                if comparison not in _COMPARE or moment.tzinfo is None:
+                    return _error(400, "invalid_request", f"{name} is not a filter", name)
+                bounds.append((comparison, moment))
+            elif name not in ("status", "payment_method"):
+                return _error(400, "invalid_request", f"unknown parameter {name}", name)
+
+        def wanted(payment: dict[str, Any]) -> bool:
+            if "status" in query and payment["status"] != query["status"]:
+                return False
+            method = payment.get("payment_method")
+            if "payment_method" in query and (
+                not isinstance(method, dict) or method.get("type") != query["payment_method"]
+            ):
+                return False
+            created = datetime.fromisoformat(payment["created_at"].replace("Z", "+00:00"))
+            return all(_COMPARE[comparison](created, moment) for comparison, moment in bounds)
+
+        matching = sorted(
+            (payment for payment in self.payments.values() if wanted(payment)),
+            key=lambda payment: (payment["created_at"], payment["_seq"]),
+            reverse=True,
+        )
+        page = matching[start : start + limit]
+        answer: dict[str, Any] = {"type": "list", "items": [self.public(p) for p in page]}
+        if start + limit < len(matching):
+            next_cursor = uuid.uuid4().hex
+            self._cursors[next_cursor] = (filters, start + limit)
+            answer["next_cursor"] = next_cursor
+        return web.json_response(answer)
 
     async def _get_payment(self, request: web.Request) -> web.Response:
         problem, _, _ = await self._begin(request)
