@@ -1,13 +1,20 @@
-"""Helpers for tests that drive a PaymentProvider's authorize as a customer would."""
+"""Helpers for tests that drive a PaymentProvider's authorize as a customer would, or as a
+hub killed in the middle of it leaves it."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from vendhub.vending.payment import Authorization, PaymentProvider, PaymentRequest
+from vendhub.core.context import Context
+from vendhub.vending.journal import VendJournal
+from vendhub.vending.money import Money
+from vendhub.vending.payment import Authorization, PaymentMethod, PaymentProvider, PaymentRequest
+from vendhub.vending.session import SessionState, VendSession
 
 
 @dataclass
@@ -45,3 +52,37 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
         while not (value := check()):  # noqa: ASYNC110 - emulator state has no event
             await asyncio.sleep(0.02)
     return value
+
+
+async def journal_cut_off_while_authorizing(
+    journal_path: Path,
+    session_id: str,
+    *,
+    machine_id: str,
+    product: str,
+    price: Money,
+    method: PaymentMethod,
+    provider: str,
+) -> VendSession:
+    """Journal a session as a hub killed while its provider authorized leaves it (``authorize
+    begin``, no Authorization): what the next start must release by the session id."""
+    session = VendSession(
+        id=session_id,
+        machine_id=machine_id,
+        slot="A1",
+        product=product,
+        price=price,
+        method=method,
+        context=Context(),
+        started_at=time.time(),
+        provider=provider,
+        state=SessionState.authorizing,
+        stock_after=3,
+    )
+    journal = VendJournal(journal_path)
+    await journal.async_open()
+    try:
+        await journal.async_save(session, "authorize", "begin")
+    finally:
+        await journal.async_close()
+    return session

@@ -4,19 +4,17 @@ resolves its journal."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from tests.http.conftest import Api
-from tests.vending.authorizing import eventually
-from vendhub.core.context import Context
+from tests.vending.authorizing import eventually, journal_cut_off_while_authorizing
 from vendhub.vending.engine import MachineSetup, Timeouts, VendEngine
 from vendhub.vending.journal import VendJournal, read_journal
 from vendhub.vending.payment import PaymentMethod
 from vendhub.vending.planogram import SlotPlan
-from vendhub.vending.session import SessionState, VendOutcome, VendSession
+from vendhub.vending.session import VendOutcome
 from vendhub_integrations.crypto import CryptoProvider
 from vendhub_integrations.vending.simulator_board import SimulatorDispenser
 
@@ -109,24 +107,16 @@ async def test_a_restart_while_authorizing_invalidates_the_btcpay_invoice(
     api: Api, tmp_path: Path, btcpay: BTCPayServer, make_provider: MakeProvider
 ) -> None:
     hub = api.hub
-    session = VendSession(
-        id="0190f2a1c3d47e8f9a0b1c2d3e4f5a6d",
+    journal_path = tmp_path / ".storage" / "vending.journal.db"
+    session = await journal_cut_off_while_authorizing(
+        journal_path,
+        "0190f2a1c3d47e8f9a0b1c2d3e4f5a6d",
         machine_id=MACHINE,
-        slot="A1",
         product="Juice 0.5",
         price=PRICE,
         method=PaymentMethod.crypto,
-        context=Context(),
-        started_at=time.time(),
         provider="crypto",
-        state=SessionState.authorizing,
-        stock_after=3,
     )
-    journal_path = tmp_path / ".storage" / "vending.journal.db"
-    journal = VendJournal(journal_path)
-    await journal.async_open()
-    await journal.async_save(session, "authorize", "begin")
-    await journal.async_close()
     before = await make_provider()
     invoice = await lost_invoice(before, btcpay, session.id)
     await before.async_stop()

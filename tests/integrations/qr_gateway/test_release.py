@@ -4,20 +4,18 @@ cancelled, refunded or followed; and the vend engine doing it when it resolves i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tests.http.conftest import Api
-from tests.vending.authorizing import eventually, start_authorize
-from vendhub.core.context import Context
+from tests.vending.authorizing import eventually, journal_cut_off_while_authorizing, start_authorize
 from vendhub.vending.engine import MachineSetup, Timeouts, VendEngine
 from vendhub.vending.journal import VendJournal, read_journal
 from vendhub.vending.payment import PaymentMethod
 from vendhub.vending.planogram import SlotPlan
-from vendhub.vending.session import SessionState, VendOutcome, VendSession
+from vendhub.vending.session import VendOutcome
 from vendhub_integrations.qr_gateway import QrGatewayProvider
 from vendhub_integrations.vending.simulator_board import SimulatorDispenser
 
@@ -141,24 +139,16 @@ async def test_a_restart_while_authorizing_cancels_the_qr_payment_at_the_gateway
     api: Api, tmp_path: Path, gateway: YooKassaServer, make_provider: MakeProvider
 ) -> None:
     hub = api.hub
-    session = VendSession(
-        id="0190f2a1c3d47e8f9a0b1c2d3e4f5a6c",
+    journal_path = tmp_path / ".storage" / "vending.journal.db"
+    session = await journal_cut_off_while_authorizing(
+        journal_path,
+        "0190f2a1c3d47e8f9a0b1c2d3e4f5a6c",
         machine_id=MACHINE,
-        slot="A1",
         product="Cola",
         price=PRICE,
         method=PaymentMethod.qr,
-        context=Context(),
-        started_at=time.time(),
         provider="qr_gateway",
-        state=SessionState.authorizing,
-        stock_after=3,
     )
-    journal_path = tmp_path / ".storage" / "vending.journal.db"
-    journal = VendJournal(journal_path)
-    await journal.async_open()
-    await journal.async_save(session, "authorize", "begin")
-    await journal.async_close()
     before = await make_provider()
     payment = await lost_payment(before, gateway, session.id)
     await gateway.pay(payment["id"])

@@ -3,7 +3,6 @@ the provider and through the vend engine resolving its journal (each recorder ba
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.integrations.wallet.helpers import (
@@ -14,14 +13,14 @@ from tests.integrations.wallet.helpers import (
     start_hub,
     wallet_provider,
 )
-from vendhub.core.context import Context
+from tests.vending.authorizing import journal_cut_off_while_authorizing
 from vendhub.core.hub import Hub
 from vendhub.vending.engine import MachineSetup, Timeouts, VendEngine
 from vendhub.vending.journal import VendJournal, read_journal
 from vendhub.vending.money import Money
 from vendhub.vending.payment import PaymentMethod, PaymentStatus
 from vendhub.vending.planogram import SlotPlan
-from vendhub.vending.session import SessionState, VendOutcome, VendSession
+from vendhub.vending.session import VendOutcome
 from vendhub_integrations.vending.simulator_board import SimulatorDispenser
 
 NFC_UID = "04A2B3C4D5E680"
@@ -107,29 +106,21 @@ async def test_a_restart_while_authorizing_releases_the_wallet_hold(
     tmp_path: Path, db_url: str
 ) -> None:
     journal_path = tmp_path / ".storage" / "vending.journal.db"
-    session = VendSession(
-        id="0190f2a1c3d47e8f9a0b1c2d3e4f5a6b",
-        machine_id="lobby_1",
-        slot="A1",
-        product="Cola",
-        price=Money(150, "EUR"),
-        method=PaymentMethod.e_wallet,
-        context=Context(),
-        started_at=time.time(),
-        provider="wallet",
-        state=SessionState.authorizing,
-        stock_after=5,
-    )
     hub = await start_hub(tmp_path, db_url)
     try:
         await call(hub, "create_account", token=NFC_UID)
         await call(hub, "top_up", token=NFC_UID, amount=1000, source_id="t1")
         # What a hub killed mid-authorize leaves: "authorize begin" journalled, the hold made,
         # its answer never journalled.
-        journal = VendJournal(journal_path)
-        await journal.async_open()
-        await journal.async_save(session, "authorize", "begin")
-        await journal.async_close()
+        session = await journal_cut_off_while_authorizing(
+            journal_path,
+            "0190f2a1c3d47e8f9a0b1c2d3e4f5a6b",
+            machine_id="lobby_1",
+            product="Cola",
+            price=Money(150, "EUR"),
+            method=PaymentMethod.e_wallet,
+            provider="wallet",
+        )
         await wallet_provider(hub).async_authorize(request(session.id, NFC_UID), Progress())
         assert await balance(hub) == (850, 150)
     finally:
