@@ -7,8 +7,16 @@
 // polled every 500 ms (a machine identity may not use the WebSocket API). When the hub cannot
 // be reached (a restart) it shows "connecting", retries, signs in again by itself and goes on.
 //
-// Payment is SIMULATED (the simulator's purchase flow): the demo buttons approve or decline a
-// card or QR payment and insert coins; real payment comes with the vend engine.
+// Two backends sell (`backend` of GET /api/kiosk/<id>):
+// - a machine of the `vending:` block runs the vend engine with real payment providers: the
+//   payment screen follows the provider's progress (present your card, the QR code to scan,
+//   cash credit as it grows, processing), Cancel shows while the session can still be
+//   cancelled, and the outcome screen says what the engine's outcome code means for the
+//   customer (declined, timed out, not charged, refunded, change). A wallet payment asks for
+//   the customer's wallet code (typed, or typed by a scanner) and sends it once, with the
+//   purchase; the kiosk keeps it nowhere.
+// - a simulated machine has SIMULATED payment (the simulator's purchase flow): the demo
+//   buttons approve or decline a card or QR payment and insert coins.
 
 import { Api, ApiError } from "../common/api.js";
 import { h, mount, define } from "../common/dom.js";
@@ -25,6 +33,31 @@ const RETRY_MS = 2000;
 const REFRESH_MS = 15000;
 const COINS = [10, 20, 50, 100, 200, 500];
 const FINAL = new Set(["completed", "failed", "cancelled"]);
+const ENGINE = "engine";
+/** Card readers take cards, contactless cards and phones alike: one button offers them. */
+const CONTACTLESS = ["card", "nfc", "mobile_wallet"];
+const METHOD_ICONS = { nfc: "card", mobile_wallet: "card", e_wallet: "qr", crypto: "qr" };
+/** The vend engine's states while the customer pays, and while a failure is being undone. */
+const PAYING_STATES = new Set(["selected", "authorizing"]);
+const RELEASING_STATES = new Set(["voiding", "refunding"]);
+/** The engine's outcome codes (vendhub/vending/session.py) with words in i18n outcomes.*. */
+const OUTCOMES = new Set([
+  "completed",
+  "capture_failed",
+  "declined",
+  "cancelled",
+  "payment_timeout",
+  "payment_error",
+  "dispense_failed",
+  "refunded_dispense_failed",
+  "voided_error",
+]);
+const SOLD = new Set(["completed", "capture_failed"]);
+const NOTHING_LOST = new Set(["cancelled", "payment_timeout"]);
+const DECLINES = new Set(["insufficient_funds", "expired", "unknown_token", "amount_mismatch"]);
+const DISPENSE_REASONS = new Set(["jammed", "not_dropped", "motor_stuck", "no_motor", "timeout", "error", "dispense_unknown_after_restart"]);
+/** The 409 codes of a refused purchase, with words in i18n errors.*. */
+const REFUSALS = new Set(["sold_out", "busy", "method_not_accepted", "not_selling", "slot_locked"]);
 const PARAMS = new URLSearchParams(location.search);
 /** Seconds without a touch before the kiosk goes back to its attract screen (?idle=). */
 const IDLE_SECONDS = Number(PARAMS.get("idle")) || 60;
@@ -52,6 +85,36 @@ function motionPreferred() {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Whether ``purchase`` is a vend engine's session (else the simulator's). */
+const isEngine = (purchase) => purchase.backend === ENGINE;
+
+function isFinished(purchase) {
+  return isEngine(purchase) ? purchase.finished : FINAL.has(purchase.state);
+}
+
+function isPaying(purchase) {
+  if (isEngine(purchase)) return PAYING_STATES.has(purchase.state) && !purchase.free_vend;
+  return purchase.state === "selecting" || purchase.state === "awaiting_payment";
+}
+
+function isSold(purchase) {
+  return isEngine(purchase) ? SOLD.has(purchase.outcome) : purchase.state === "completed";
+}
+
+/** The methods to offer: one button for the contactless ones, in the machine's order. */
+function offeredMethods(methods) {
+  const contactless = CONTACTLESS.find((method) => methods.includes(method));
+  return methods.filter((method) => !CONTACTLESS.includes(method) || method === contactless);
+}
+
+/** What the payment screen shows before the provider's first step. */
+function firstStep(method) {
+  if (method === "cash") return "insert_cash";
+  if (method === "qr" || method === "crypto") return "preparing_qr";
+  if (CONTACTLESS.includes(method)) return "present_card";
+  return "processing";
+}
 
 class VhKiosk extends HTMLElement {
   connectedCallback() {
@@ -92,7 +155,7 @@ class VhKiosk extends HTMLElement {
     this.machineId = credentials.machine_id;
     await this.reload();
     await this.resetLanguage();
-    if (this.kiosk.purchase && !FINAL.has(this.kiosk.purchase.state)) {
+    if (this.kiosk.purchase && !isFinished(this.kiosk.purchase)) {
       this.follow(this.kiosk.purchase); // a purchase was going on when the page (re)loaded
     } else {
       this.show("attract");
@@ -180,7 +243,7 @@ class VhKiosk extends HTMLElement {
   }
 
   touched() {
-    if (["grid", "detail", "method"].includes(this.screen)) {
+    if (["grid", "detail", "method", "token"].includes(this.screen)) {
       this.later("idle", IDLE_SECONDS * 1000, () => this.goAttract());
     }
   }
@@ -188,6 +251,7 @@ class VhKiosk extends HTMLElement {
   onKey(event) {
     if (event.key === "Escape") {
       if (this.screen === "detail" || this.screen === "method") this.show("grid");
+      else if (this.screen === "token") this.show("method");
       else if (this.screen === "grid") this.goAttract();
       else if (this.screen === "payment") this.cancel();
       else if (this.screen === "outcome") this.goAttract();
@@ -260,25 +324,37 @@ class VhKiosk extends HTMLElement {
     this.show("detail");
   }
 
-  async buy(method) {
+  /** The customer picked a way to pay: a wallet first asks for the wallet's code. */
+  choosePayment(method) {
+    if (method === "e_wallet") {
+      play("tap");
+      this.show("token");
+    } else {
+      this.buy(method);
+    }
+  }
+
+  /** Start the purchase; ``token`` (a wallet's code) goes to the hub with it, nowhere else. */
+  async buy(method, token = null) {
     play("tap");
     const slot = this.selected;
     this.show("starting");
+    const wanted = token ? { slot: slot.code, method, token } : { slot: slot.code, method };
     try {
-      const purchase = await this.call(() =>
-        this.api.post(`/api/kiosk/${this.machineId}/purchases`, { slot: slot.code, method }),
-      );
+      const purchase = await this.call(() => this.api.post(`/api/kiosk/${this.machineId}/purchases`, wanted));
       this.follow(purchase);
     } catch (error) {
       play("error");
-      this.notice = error instanceof ApiError && error.code === "sold_out" ? t("kiosk.errors.sold_out") : t("kiosk.errors.generic");
+      const code = error instanceof ApiError ? error.code : null;
+      this.notice = REFUSALS.has(code) ? t(`kiosk.errors.${code}`) : t("kiosk.errors.generic");
       await this.reload().catch(() => {});
-      this.show("grid");
+      this.show(this.kiosk && this.kiosk.selling ? "grid" : "unavailable");
     }
   }
 
   /** Show ``purchase`` and poll it until it is finished. */
   follow(purchase) {
+    this.refundClaim = null;
     this.purchase = purchase;
     this.selected = this.selected || { code: purchase.slot, product: purchase.product, price: purchase.price };
     this.showPurchase();
@@ -287,7 +363,7 @@ class VhKiosk extends HTMLElement {
 
   poll() {
     this.later("poll", POLL_MS, async () => {
-      if (!this.purchase || FINAL.has(this.purchase.state)) return;
+      if (!this.purchase || isFinished(this.purchase)) return;
       const id = this.purchase.id;
       try {
         const fresh = await this.call(() => this.api.get(`/api/kiosk/${this.machineId}/purchases/${id}`));
@@ -295,38 +371,50 @@ class VhKiosk extends HTMLElement {
       } catch (error) {
         if (error instanceof ApiError && error.status === 404 && this.purchase && this.purchase.id === id) {
           // The hub restarted and forgot the purchase.
-          this.purchase = { ...this.purchase, state: "failed", reason: "interrupted", refunded: false };
+          this.purchase = {
+            ...this.purchase,
+            state: "failed",
+            finished: true,
+            cancellable: false,
+            outcome: null,
+            reason: "interrupted",
+            refunded: false,
+          };
           this.showPurchase();
           return;
         }
       }
-      if (this.purchase && !FINAL.has(this.purchase.state)) this.poll();
+      if (this.purchase && !isFinished(this.purchase)) this.poll();
     });
   }
 
   update(fresh) {
     if (!this.purchase || fresh.id !== this.purchase.id) return;
-    if (fresh.seq === this.purchase.seq && fresh.state === this.purchase.state) return;
     const before = this.purchase;
+    if (isEngine(fresh) ? JSON.stringify(fresh) === JSON.stringify(before) : fresh.seq === before.seq && fresh.state === before.state) return;
     this.purchase = fresh;
+    if (isEngine(fresh) && fresh.progress.step === "refund_claim" && fresh.progress.url) {
+      // A declined crypto payment that was partly paid: its claim link shows until the end.
+      this.refundClaim = fresh.progress.url;
+    }
     if (fresh.credit > before.credit) play("coin");
     this.showPurchase();
   }
 
   showPurchase() {
-    const state = this.purchase.state;
-    if (state === "selecting" || state === "awaiting_payment") {
-      this.show("payment");
-      this.tick();
-    } else if (state === "authorized" || state === "dispensing") {
-      if (this.screen !== "dispensing") play("attention");
-      this.show("dispensing");
-    } else {
+    const p = this.purchase;
+    if (isFinished(p)) {
       this.clear("tick");
       this.clear("poll");
-      play(state === "completed" ? "success" : "error");
+      play(isSold(p) ? "success" : "error");
       this.show("outcome");
       this.later("outcome", OUTCOME_SECONDS * 1000, () => this.goAttract());
+    } else if (isPaying(p)) {
+      this.show("payment");
+      this.tick();
+    } else {
+      if (this.screen !== "dispensing") play("attention");
+      this.show("dispensing");
     }
   }
 
@@ -368,10 +456,12 @@ class VhKiosk extends HTMLElement {
   }
 
   async cancel() {
-    if (!this.purchase || FINAL.has(this.purchase.state)) return;
+    if (!this.purchase || isFinished(this.purchase)) return;
+    if (isEngine(this.purchase) && !this.purchase.cancellable) return;
     play("tap");
     await this.purchaseAction("cancel");
-    if (this.purchase.state === "cancelled" && !this.purchase.refunded) {
+    // The engine's cancelled session shows its outcome ("nothing was charged").
+    if (!isEngine(this.purchase) && this.purchase.state === "cancelled" && !this.purchase.refunded) {
       // Nothing was paid: straight back to the products.
       this.clear("poll");
       this.clear("tick");
@@ -379,6 +469,16 @@ class VhKiosk extends HTMLElement {
       await this.reload().catch(() => {});
       this.show("grid");
     }
+  }
+
+  /** Multi-vend: the credit left pays the next product. */
+  async another() {
+    play("tap");
+    this.clear("outcome");
+    this.purchase = null;
+    this.selected = null;
+    await this.reload().catch(() => {});
+    this.show(this.kiosk && this.kiosk.selling ? "grid" : "unavailable");
   }
 
   async setup(form) {
@@ -443,6 +543,7 @@ class VhKiosk extends HTMLElement {
       grid: () => this.renderGrid(),
       detail: () => this.renderDetail(),
       method: () => this.renderMethod(),
+      token: () => this.renderToken(),
       starting: () => this.renderBoot(),
       payment: () => this.renderPayment(),
       dispensing: () => this.renderDispensing(),
@@ -463,7 +564,13 @@ class VhKiosk extends HTMLElement {
     const again = focused && this.querySelector(`[data-focus="${focused}"]`);
     if (again) again.focus();
     else {
-      const first = this.screen === "attract" ? this.querySelector("[data-testid=start]") : this.querySelector("h1");
+      // The wallet code's field has the focus: a scanner types into it.
+      const first =
+        this.screen === "attract"
+          ? this.querySelector("[data-testid=start]")
+          : this.screen === "token"
+            ? this.querySelector("#wallet-token")
+            : this.querySelector("h1");
       if (first) first.focus({ preventScroll: true });
     }
   }
@@ -694,16 +801,24 @@ class VhKiosk extends HTMLElement {
 
   renderMethod() {
     const slot = this.selected;
-    const methods = this.kiosk.payment_methods;
-    return h(
-      "main",
-      { class: "screen method" },
-      this.header(t("kiosk.method.title")),
-      h("p", { class: "big-text" }, t("kiosk.method.paying", { product: slot.product, price: this.money(slot.price) })),
-      h(
-        "div",
-        { class: "methods" },
-        methods.map((method) =>
+    const methods = offeredMethods(this.kiosk.payment_methods);
+    const buttons = this.kiosk.free_vend
+      ? [
+          h(
+            "button",
+            {
+              class: "method-button",
+              "data-method": "free",
+              "data-testid": "method-free",
+              "data-focus": "method-free",
+              // Free vend asks no provider; the engine still wants a method it knows.
+              onclick: () => this.buy(methods.find((method) => method !== "e_wallet") || "card"),
+            },
+            h("span", { class: "method-name" }, t("kiosk.method.free")),
+            h("span", { class: "muted" }, t("kiosk.method.free_hint")),
+          ),
+        ]
+      : methods.map((method) =>
           h(
             "button",
             {
@@ -711,14 +826,19 @@ class VhKiosk extends HTMLElement {
               "data-method": method,
               "data-testid": `method-${method}`,
               "data-focus": `method-${method}`,
-              onclick: () => this.buy(method),
+              onclick: () => this.choosePayment(method),
             },
-            h("span", { class: "method-icon", "aria-hidden": "true" }, methodIcon(method)),
+            h("span", { class: "method-icon", "aria-hidden": "true" }, methodIcon(METHOD_ICONS[method] || method)),
             h("span", { class: "method-name" }, t(`kiosk.methods.${method}`)),
             h("span", { class: "muted" }, t(`kiosk.method.hint_${method}`)),
           ),
-        ),
-      ),
+        );
+    return h(
+      "main",
+      { class: "screen method" },
+      this.header(t("kiosk.method.title")),
+      h("p", { class: "big-text" }, t("kiosk.method.paying", { product: slot.product, price: this.money(slot.price) })),
+      h("div", { class: "methods" }, buttons),
       h(
         "footer",
         { class: "actions" },
@@ -727,8 +847,122 @@ class VhKiosk extends HTMLElement {
     );
   }
 
+  /** A wallet payment: the customer's wallet code, typed or scanned into the field. */
+  renderToken() {
+    const slot = this.selected;
+    const form = h(
+      "form",
+      {
+        class: "setup-form token-form",
+        "data-testid": "token-form",
+        autocomplete: "off",
+        onsubmit: (event) => {
+          event.preventDefault();
+          const field = form.querySelector("#wallet-token");
+          const token = field.value.trim();
+          field.value = "";
+          if (token) this.buy("e_wallet", token);
+        },
+      },
+      h("label", { for: "wallet-token" }, t("kiosk.token.label")),
+      h("input", {
+        id: "wallet-token",
+        name: "wallet_token",
+        type: "password",
+        autocomplete: "off",
+        autocapitalize: "none",
+        spellcheck: "false",
+        required: true,
+        maxlength: "256",
+        "data-testid": "wallet-token",
+        "data-focus": "wallet-token",
+      }),
+      h(
+        "button",
+        { class: "primary big", type: "submit", "data-testid": "token-pay", "data-focus": "token-pay" },
+        t("kiosk.token.pay", { price: this.money(slot.price) }),
+      ),
+    );
+    return h(
+      "main",
+      { class: "screen token" },
+      this.header(t("kiosk.token.title")),
+      h("p", { class: "big-text" }, t("kiosk.token.hint")),
+      form,
+      h(
+        "footer",
+        { class: "actions" },
+        h("button", { class: "big", "data-focus": "back", onclick: () => this.show("method") }, t("kiosk.back")),
+      ),
+    );
+  }
+
+  cashFigures(p) {
+    return h(
+      "dl",
+      { class: "cash-figures" },
+      h("div", {}, h("dt", {}, t("kiosk.payment.price")), h("dd", { "data-field": "price" }, this.money(p.price))),
+      h("div", { class: "credit" }, h("dt", {}, t("kiosk.payment.inserted")), h("dd", { "data-field": "credit", "aria-live": "polite" }, this.money(p.credit))),
+      h("div", {}, h("dt", {}, t("kiosk.payment.due")), h("dd", { "data-field": "due" }, this.money(p.due))),
+    );
+  }
+
+  /** A vend engine's payment: what its provider asks of the customer now. */
+  renderEnginePayment() {
+    const p = this.purchase;
+    const step = p.progress.step || firstStep(p.method);
+    const parts = [];
+    if (step === "present_card") {
+      parts.push(
+        h("div", { class: "card-visual", "aria-hidden": "true" }, methodIcon("card", 200)),
+        h("h1", { tabindex: "-1" }, t("kiosk.pay.present_card")),
+        h("p", { class: "big-text" }, t("kiosk.pay.present_card_hint")),
+      );
+    } else if (step === "scan_qr" && p.payment_url) {
+      parts.push(
+        h("h1", { tabindex: "-1" }, t("kiosk.payment.qr_title")),
+        qrCode(p.payment_url, t("kiosk.payment.qr_label")),
+        h(
+          "p",
+          { class: "big-text", role: "status" },
+          p.progress.paid_partially ? t("kiosk.pay.paid_partially") : t("kiosk.payment.qr_hint"),
+        ),
+      );
+    } else if (step === "insert_cash") {
+      parts.push(h("h1", { tabindex: "-1" }, t("kiosk.payment.cash_title")), this.cashFigures(p));
+    } else if (step === "refund_claim" && p.progress.url) {
+      parts.push(
+        h("h1", { tabindex: "-1" }, t("kiosk.pay.refund_claim_title")),
+        qrCode(p.progress.url, t("kiosk.pay.refund_claim_label")),
+        h("p", { class: "big-text" }, t("kiosk.pay.refund_claim_hint")),
+      );
+    } else {
+      // processing, the QR code on its way, or a step this kiosk does not know yet
+      parts.push(
+        h("div", { class: "spinner", "aria-hidden": "true" }),
+        h("h1", { tabindex: "-1", role: "status" }, step === "preparing_qr" ? t("kiosk.pay.preparing_qr") : t("kiosk.pay.processing")),
+        h("p", { class: "big-text muted" }, t("kiosk.dispensing.wait")),
+      );
+    }
+    return h(
+      "main",
+      { class: `screen payment payment-${p.method}`, "data-method": p.method, "data-step": step, "data-testid": "engine-payment" },
+      this.header(null),
+      h("p", { class: "big-text summary" }, t("kiosk.payment.total", { product: p.product, price: this.money(p.price) })),
+      h("div", { class: "payment-body" }, parts),
+      h(
+        "footer",
+        { class: "actions" },
+        p.cancellable
+          ? h("button", { class: "big danger", "data-testid": "cancel", "data-focus": "cancel", onclick: () => this.cancel() }, t("kiosk.payment.cancel"))
+          : null,
+      ),
+    );
+  }
+
   renderPayment() {
     const p = this.purchase;
+    if (isEngine(p)) return this.renderEnginePayment();
     const parts = [];
     if (p.method === "card") {
       parts.push(
@@ -743,16 +977,7 @@ class VhKiosk extends HTMLElement {
         h("p", { class: "big-text" }, t("kiosk.payment.qr_hint")),
       );
     } else {
-      parts.push(
-        h("h1", { tabindex: "-1" }, t("kiosk.payment.cash_title")),
-        h(
-          "dl",
-          { class: "cash-figures" },
-          h("div", {}, h("dt", {}, t("kiosk.payment.price")), h("dd", { "data-field": "price" }, this.money(p.price))),
-          h("div", { class: "credit" }, h("dt", {}, t("kiosk.payment.inserted")), h("dd", { "data-field": "credit", "aria-live": "polite" }, this.money(p.credit))),
-          h("div", {}, h("dt", {}, t("kiosk.payment.due")), h("dd", { "data-field": "due" }, this.money(p.due))),
-        ),
-      );
+      parts.push(h("h1", { tabindex: "-1" }, t("kiosk.payment.cash_title")), this.cashFigures(p));
     }
     const demo = h(
       "section",
@@ -802,10 +1027,20 @@ class VhKiosk extends HTMLElement {
 
   renderDispensing() {
     const p = this.purchase;
+    if (isEngine(p) && RELEASING_STATES.has(p.state)) {
+      // The vend failed after the payment was approved: the engine gives the money back.
+      return h(
+        "main",
+        { class: "screen dispensing releasing", "data-testid": "dispensing", "data-state": p.state },
+        h("div", { class: "spinner", "aria-hidden": "true" }),
+        h("h1", { tabindex: "-1", role: "status" }, t("kiosk.dispensing.problem")),
+        h("p", { class: "big-text" }, t("kiosk.dispensing.releasing")),
+      );
+    }
     return h(
       "main",
-      { class: "screen dispensing", "data-testid": "dispensing" },
-      h("p", { class: "approved big-text" }, t("kiosk.dispensing.approved")),
+      { class: "screen dispensing", "data-testid": "dispensing", "data-state": p.state },
+      h("p", { class: "approved big-text" }, p.free_vend ? t("kiosk.dispensing.free") : t("kiosk.dispensing.approved")),
       h(
         "div",
         { class: "chute", "aria-hidden": "true" },
@@ -819,6 +1054,71 @@ class VhKiosk extends HTMLElement {
 
   renderOutcome() {
     const p = this.purchase;
+    const engine = isEngine(p);
+    const { kind, title, lines, more = null } = engine ? this.engineOutcome(p) : this.simulatedOutcome(p);
+    return h(
+      "main",
+      {
+        class: `screen outcome outcome-${kind}`,
+        "data-testid": "outcome",
+        "data-backend": engine ? ENGINE : "simulator",
+        "data-outcome": engine ? p.outcome || p.reason || "" : p.state,
+        "data-reason": p.reason || "",
+      },
+      h("div", { class: "outcome-icon", "aria-hidden": "true" }, kind === "success" ? "✓" : kind === "problem" ? "!" : "×"),
+      h("h1", { tabindex: "-1", role: "status" }, title),
+      lines.map((line) => h("p", { class: "big-text" }, line)),
+      h("p", { class: "muted" }, t("kiosk.outcome.back_soon", { seconds: OUTCOME_SECONDS })),
+      h(
+        "footer",
+        { class: "actions" },
+        more,
+        h("button", { class: "primary big", "data-testid": "done", "data-focus": "done", onclick: () => this.goAttract() }, t("kiosk.outcome.done")),
+      ),
+    );
+  }
+
+  /** What the customer is told at the end of a vend engine's session, by its outcome code. */
+  engineOutcome(p) {
+    const lines = [];
+    const amount = (minor) => ({ amount: this.money(minor), product: p.product });
+    if (!p.outcome && p.reason === "interrupted") {
+      return { kind: "problem", title: t("kiosk.outcome.interrupted"), lines: [t("kiosk.outcome.interrupted_hint")] };
+    }
+    if (SOLD.has(p.outcome)) {
+      lines.push(t("kiosk.outcomes.completed.hint"));
+      if (p.change > 0) lines.push(h("strong", { "data-testid": "change" }, t("kiosk.outcome.change", amount(p.change))));
+      let more = null;
+      if (p.credit_left > 0) {
+        lines.push(h("strong", { "data-testid": "credit-left" }, t("kiosk.outcome.credit_left", amount(p.credit_left))));
+        more = h("button", { class: "big", "data-testid": "another", "data-focus": "another", onclick: () => this.another() }, t("kiosk.outcome.another"));
+      }
+      return { kind: "success", title: t("kiosk.outcomes.completed.title", amount(0)), lines, more };
+    }
+    const outcome = OUTCOMES.has(p.outcome) ? p.outcome : "voided_error";
+    if (outcome === "declined" && DECLINES.has(p.reason)) lines.push(t(`kiosk.declines.${p.reason}`));
+    if (outcome === "dispense_failed" || outcome === "refunded_dispense_failed") {
+      lines.push(t(`kiosk.dispense_reasons.${DISPENSE_REASONS.has(p.reason) ? p.reason : "error"}`));
+    }
+    // Whether and how the customer got their money back: the line they look for.
+    lines.push(h("strong", { "data-testid": "money" }, t(`kiosk.outcomes.${outcome}.hint`, amount(p.refund_amount || p.price))));
+    if (p.change > 0) {
+      lines.push(h("strong", { "data-testid": "refund" }, t("kiosk.outcome.refunded_cash", amount(p.change))));
+    } else if (p.method === "cash" && outcome !== "refunded_dispense_failed") {
+      lines.push(t("kiosk.outcome.cash_returned"));
+    }
+    if (outcome === "declined" && this.refundClaim) {
+      lines.push(qrCode(this.refundClaim, t("kiosk.pay.refund_claim_label")), t("kiosk.pay.refund_claim_hint"));
+    }
+    return {
+      kind: NOTHING_LOST.has(outcome) ? "neutral" : "problem",
+      title: t(`kiosk.outcomes.${outcome}.title`, amount(p.price)),
+      lines,
+    };
+  }
+
+  /** What the customer is told at the end of a simulated purchase. */
+  simulatedOutcome(p) {
     const lines = [];
     let title;
     let kind;
@@ -855,19 +1155,7 @@ class VhKiosk extends HTMLElement {
         );
       }
     }
-    return h(
-      "main",
-      { class: `screen outcome outcome-${kind}`, "data-testid": "outcome", "data-outcome": p.state, "data-reason": p.reason || "" },
-      h("div", { class: "outcome-icon", "aria-hidden": "true" }, kind === "success" ? "✓" : kind === "problem" ? "!" : "×"),
-      h("h1", { tabindex: "-1", role: "status" }, title),
-      lines.map((line) => h("p", { class: "big-text" }, line)),
-      h("p", { class: "muted" }, t("kiosk.outcome.back_soon", { seconds: OUTCOME_SECONDS })),
-      h(
-        "footer",
-        { class: "actions" },
-        h("button", { class: "primary big", "data-testid": "done", "data-focus": "done", onclick: () => this.goAttract() }, t("kiosk.outcome.done")),
-      ),
-    );
+    return { kind, title, lines };
   }
 
   renderUnavailable() {

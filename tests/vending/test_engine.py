@@ -167,6 +167,21 @@ async def test_a_declined_payment_dispenses_nothing(machine: Machine, events: Ev
     assert "stolen" not in repr(declined.data)  # the token itself is never fired
     assert events("vend_failed", "vend_completed", "payment_authorized") == []
     assert read_ledger(machine.ledger_file) == []
+    # What the provider last told the customer stays in the final snapshot.
+    assert final.progress == {"step": "processing"}
+
+
+async def test_a_session_of_before_a_restart_is_read_from_the_journal(
+    machine: Machine,
+) -> None:
+    engine = await machine.start()
+    session = await engine.async_select(slot="A1", method="card")
+    final = await engine.async_wait(session.id, timeout=5)
+    await machine.stop()
+
+    restarted = await machine.start()
+    assert restarted.session(session.id) == final
+    assert restarted.session("0" * 32) is None
 
 
 async def test_a_jam_voids_raises_an_alarm_and_keeps_the_stock(

@@ -228,8 +228,14 @@ class VendEngine:
     # ---- what callers use ---------------------------------------------------------------
 
     def session(self, session_id: str) -> VendSession | None:
-        """The latest snapshot of a session of this run, or None."""
-        return self._sessions.get(session_id)
+        """The latest snapshot of a session of this machine, or None: from memory for the
+        sessions of this run, else as the journal last saw it (before a restart)."""
+        snapshot = self._sessions.get(session_id)
+        if snapshot is None:
+            snapshot = self._journal_session(session_id)
+            if snapshot is not None and snapshot.machine_id != self.machine_id:
+                return None
+        return snapshot
 
     @property
     def active_session(self) -> VendSession | None:
@@ -535,48 +541,11 @@ class VendEngine:
             authorization = await self._async_provider_authorize(
                 session.id, provider, request, progress
             )
-        except TimeoutError:
-            return await self._async_finish(
-                session, VendOutcome.payment_timeout, "payment_timeout", step="authorize"
-            )
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            # async_cancel's cancellation ends the session; any other one (the hub stopping)
-            # goes on up.
-            if (
-                session.id not in self._cancel_requested
-                or current is None
-                or current.uncancel() > 0
-            ):
-                raise
-            return await self._async_finish(
-                session, VendOutcome.cancelled, "cancelled", step="authorize"
-            )
-        except PaymentDeclined as declined:
-            if declined.reason == "cancelled":
-                return await self._async_finish(
-                    session, VendOutcome.cancelled, "cancelled", step="authorize"
-                )
-            self.hub.bus.async_fire(
-                EVENT_PAYMENT_DECLINED,
-                {
-                    "machine_id": self.machine_id,
-                    "session_id": session.id,
-                    "token": _token_digest(token),
-                    "reason": declined.reason,
-                    "amount": session.price.amount,
-                    "currency": session.price.currency,
-                    "method": session.method.value,
-                    "provider": provider.platform,
-                },
-                context=session.context,
-            )
-            return await self._async_finish(
-                session, VendOutcome.declined, declined.reason, step="authorize"
-            )
-        except PaymentError as error:
-            return await self._async_finish(
-                session, VendOutcome.payment_error, f"payment_error: {error}", step="authorize"
+        except (TimeoutError, asyncio.CancelledError, PaymentDeclined, PaymentError) as error:
+            # The latest snapshot: what the provider last told the customer (a refund claim,
+            # say) stays in the session's final one.
+            return await self._async_authorize_failed(
+                self._sessions.get(session.id, session), provider, token, error
             )
         if authorization.amount != session.price:
             # Never dispense for less than the price; release what was approved.
@@ -592,7 +561,10 @@ class VendEngine:
                 session, provider, VendOutcome.voided_error, "amount_mismatch", alarm=True
             )
             return self._sessions[session.id]
-        session = session.evolve(state=SessionState.authorized, authorization=authorization)
+        # The payment step is over: what the provider showed (a QR to scan) goes.
+        session = session.evolve(
+            state=SessionState.authorized, authorization=authorization, progress={}
+        )
         if session.id in self._cancel_requested:
             session = await self._async_save(session, "authorize", "done", authorization.reference)
         else:
@@ -601,6 +573,57 @@ class VendEngine:
             self._publish(session)
         self._fire(EVENT_PAYMENT_AUTHORIZED, payment_data, session)
         return session
+
+    async def _async_authorize_failed(
+        self,
+        session: VendSession,
+        provider: PaymentProvider,
+        token: str | None,
+        error: BaseException,
+    ) -> VendSession:
+        """End a session whose authorize did not approve (nothing was authorized)."""
+        if isinstance(error, TimeoutError):
+            return await self._async_finish(
+                session, VendOutcome.payment_timeout, "payment_timeout", step="authorize"
+            )
+        if isinstance(error, asyncio.CancelledError):
+            current = asyncio.current_task()
+            # async_cancel's cancellation ends the session; any other one (the hub stopping)
+            # goes on up.
+            if (
+                session.id not in self._cancel_requested
+                or current is None
+                or current.uncancel() > 0
+            ):
+                raise error
+            return await self._async_finish(
+                session, VendOutcome.cancelled, "cancelled", step="authorize"
+            )
+        if isinstance(error, PaymentDeclined):
+            if error.reason == "cancelled":
+                return await self._async_finish(
+                    session, VendOutcome.cancelled, "cancelled", step="authorize"
+                )
+            self.hub.bus.async_fire(
+                EVENT_PAYMENT_DECLINED,
+                {
+                    "machine_id": self.machine_id,
+                    "session_id": session.id,
+                    "token": _token_digest(token),
+                    "reason": error.reason,
+                    "amount": session.price.amount,
+                    "currency": session.price.currency,
+                    "method": session.method.value,
+                    "provider": provider.platform,
+                },
+                context=session.context,
+            )
+            return await self._async_finish(
+                session, VendOutcome.declined, error.reason, step="authorize"
+            )
+        return await self._async_finish(
+            session, VendOutcome.payment_error, f"payment_error: {error}", step="authorize"
+        )
 
     async def _async_provider_authorize(
         self,

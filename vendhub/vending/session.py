@@ -71,6 +71,8 @@ class VendRefused(VendHubError, ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = {"outcome": code.value}
+        """What an API answer carries besides the message."""
 
 
 @dataclass(frozen=True)

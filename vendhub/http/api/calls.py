@@ -7,7 +7,9 @@ which is answered as 503 ``unavailable`` saying what to configure.
 
 Errors: ``ServiceNotFound`` → 503 ``unavailable``; ``InvalidServiceData`` → 400 with its
 message; a timeout (``TimeoutError``, such as a machine that does not answer a command) → 504
-``timeout``; any other hub error (the broker cannot be reached, the hub is stopping) → 503.
+``timeout``; a hub error that is also a ValueError (the request cannot be served: a sold-out
+slot) → 400 with its ``details``; any other hub error (the broker cannot be reached, the hub is
+stopping) → 503.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ async def call_service(
             str(error) or f"{domain}.{service} did not finish within {timeout:g} s",
         ) from None
     except VendHubError as error:
+        if isinstance(error, ValueError):
+            # The hub's own errors that are also ValueErrors refuse this request (a sold-out
+            # slot, say); any detail they carry (``details``) goes into the answer.
+            details = {"service": f"{domain}.{service}", **getattr(error, "details", {})}
+            raise bad_request(str(error), details) from None
         raise unavailable(str(error)) from None
 
 

@@ -4,11 +4,17 @@ The kiosk (``frontend/kiosk/``) signs in as its machine (``grant_type: machine``
 operation here takes machine identities, which reach only their own machine (another machine
 is "not found"); users need ``operate_machines`` on the machine (a technician: one of theirs).
 
-Purchases are SIMULATED today: they go through the simulator's ``purchase_*`` services
-(``integrations/simulator/purchase.py``), so only machines linked by the simulator sell here;
-for any other machine the purchase operations answer 409 ``not_supported`` (the vend engine and
-real payment providers are a later issue). The core names the services, never imports the
-integration.
+Two backends sell here:
+
+- machines of the ``vending:`` block run the **vend engine** and its real payment providers:
+  ``kiosk_vend.py`` starts, reads and cancels their vend sessions through the ``vending.*``
+  services (answers with ``simulated: false``, ``backend: engine``);
+- machines linked by the simulator sell with SIMULATED payment through the simulator's
+  ``purchase_*`` services (``integrations/simulator/purchase.py``; ``simulated: true``); only
+  they take the simulated ``.../pay`` and ``.../cash``.
+
+For any other machine (linked over MQTT) the purchase operations answer 409
+``not_supported``. The core names the services, never imports an integration.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 
 from vendhub.auth.roles import Permission
+from vendhub.http.api import kiosk_vend
 from vendhub.http.api.calls import SERVICE_ERRORS, call_service, json_answer
 from vendhub.http.api.fleet import LINK_SIMULATOR, Fleet, FleetMachine
+from vendhub.http.api.kiosk_vend import ENGINE_PURCHASE, TOKEN
 from vendhub.http.api.schemas import MACHINE_ID
-from vendhub.http.errors import ApiError, not_found
+from vendhub.http.errors import ApiError, bad_request, not_found
 from vendhub.http.view import ApiView, body, operation, params, require_machine
 
 if TYPE_CHECKING:
@@ -29,6 +37,8 @@ if TYPE_CHECKING:
 
 TAGS: Final = ("kiosk",)
 PURCHASE_METHODS: Final = ("card", "qr", "cash")
+"""The simulated machines' methods; the vend engine's are ``kiosk_vend.ENGINE_METHODS``."""
+BACKEND_SIMULATOR: Final = "simulator"
 PURCHASE_STATES: Final = (
     "selecting",
     "awaiting_payment",
@@ -157,6 +167,8 @@ KIOSK: dict[str, Any] = {
         "default_language",
         "payment_methods",
         "simulated",
+        "backend",
+        "free_vend",
         "purchases",
         "payment_timeout",
         "slots",
@@ -172,28 +184,59 @@ KIOSK: dict[str, Any] = {
             "type": "boolean",
             "description": "Online, and not in service or out_of_order mode.",
         },
+        "backend": {
+            "enum": [BACKEND_SIMULATOR, kiosk_vend.BACKEND_ENGINE, None],
+            "description": (
+                "Who sells here: the vend engine (a machine of the `vending:` block, real "
+                "payment providers), the simulator (simulated payment), or nobody (null)."
+            ),
+        },
+        "free_vend": {
+            "type": "boolean",
+            "description": "The vend engine's free_vend mode: products are given, not sold.",
+        },
         "currency": {"type": "string"},
         "languages": {"type": "array", "items": {"type": "string"}},
         "default_language": {"type": "string"},
         "payment_methods": {
             "type": "array",
-            "items": {"enum": list(PURCHASE_METHODS)},
-            "description": "What this machine accepts (empty when it cannot sell here).",
+            "items": {"enum": list(kiosk_vend.ENGINE_METHODS)},
+            "description": (
+                "What this machine accepts (empty when it cannot sell here): card, qr, cash on "
+                "simulated machines; any method of the machine's payment providers on the "
+                "vend engine's."
+            ),
         },
         "simulated": {"type": "boolean", "description": "The payment is the simulator's."},
         "purchases": {
             "type": "boolean",
-            "description": "Whether purchases can be made here (simulated machines only today).",
+            "description": "Whether purchases can be made here (vend engine or simulator).",
         },
-        "payment_timeout": {"type": ["number", "null"]},
+        "payment_timeout": {
+            "type": ["number", "null"],
+            "description": "Seconds to pay (simulated machines; null for the vend engine's).",
+        },
         "slots": {"type": "array", "items": KIOSK_SLOT},
         "purchase": {
-            "oneOf": [PURCHASE, {"type": "null"}],
+            "oneOf": [PURCHASE, ENGINE_PURCHASE, {"type": "null"}],
             "description": "The machine's purchase in progress, if any (to resume after a reload).",
         },
     },
 }
-PURCHASE_RESPONSES: dict[int, dict[str, Any] | None] = {200: PURCHASE, 409: None, **SERVICE_ERRORS}
+ANY_PURCHASE: dict[str, Any] = {
+    "oneOf": [PURCHASE, ENGINE_PURCHASE],
+    "description": "A simulated purchase (`simulated: true`) or a vend engine's (false).",
+}
+PURCHASE_RESPONSES: dict[int, dict[str, Any] | None] = {
+    200: ANY_PURCHASE,
+    409: None,
+    **SERVICE_ERRORS,
+}
+SIMULATED_RESPONSES: dict[int, dict[str, Any] | None] = {
+    200: PURCHASE,
+    409: None,
+    **SERVICE_ERRORS,
+}
 
 
 def _conflict(code: str, message: str) -> ApiError:
@@ -215,13 +258,20 @@ def _simulated(machine: FleetMachine) -> bool:
 
 
 def _require_simulated(machine: FleetMachine) -> None:
-    if not _simulated(machine):
+    if _simulated(machine):
+        return
+    if kiosk_vend.is_engine_machine(machine):
         raise _conflict(
             "not_supported",
-            f"machine {machine.machine_id} is linked through {machine.link or 'an unknown link'}: "
-            "the kiosk's purchases and payment are simulated, for simulated machines only "
-            "(real payment comes with the vend engine)",
+            f"machine {machine.machine_id} sells through the vend engine: its payment comes "
+            "from its payment provider (card reader, QR, cash, wallet), not from this API",
         )
+    raise _conflict(
+        "not_supported",
+        f"machine {machine.machine_id} is linked through {machine.link or 'an unknown link'}: "
+        "the kiosk sells on machines of the vend engine (the `vending:` block) and, with "
+        "simulated payment, on simulated machines",
+    )
 
 
 def _selling(machine: FleetMachine) -> bool:
@@ -295,13 +345,19 @@ class KioskView(ApiView):
     name = "api:kiosk"
     path_params = {"machine_id": MACHINE_ID}
 
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        # Follows the vend engine's sessions from now on, to answer the one in progress.
+        kiosk_vend.open_sessions(hub)
+
     @operation(
         summary="What the machine's kiosk shows: products, prices, availability, payment.",
         description=(
             "Machine name, the hub's languages (the first is the default), currency, the "
-            "payment methods this machine accepts, and every slot with its product, price and "
-            "whether it can be bought (sold out shown as such). For the machine itself or a "
-            "user with operate_machines on it."
+            "payment methods this machine accepts, who sells (`backend`: the vend engine or "
+            "the simulator), and every slot with its product, price and whether it can be "
+            "bought (sold out shown as such). For the machine itself or a user with "
+            "operate_machines on it."
         ),
         permission=Permission.operate_machines,
         machines=True,
@@ -310,36 +366,45 @@ class KioskView(ApiView):
     )
     async def get(self, request: web.Request) -> web.Response:
         fleet, machine = _machine(self.hub, request)
-        options = await _options(self.hub, request, machine)
-        purchases = options is not None
-        selling = _selling(machine)
+        if kiosk_vend.is_engine_machine(machine):
+            sales = await kiosk_vend.async_kiosk(self.hub, request, machine)
+        else:
+            sales = await _simulated_sales(self.hub, request, machine)
         languages = list(self.hub.config.languages) or ["en"]
+        location = machine.state.attributes.get("location")
         return json_answer(
             {
                 "machine_id": machine.machine_id,
                 "name": machine.state.name,
-                "location": machine.state.attributes.get("location")
-                if isinstance(machine.state.attributes.get("location"), str)
-                else None,
-                "online": machine.online,
-                "mode": machine.state.attributes.get("mode")
-                if isinstance(machine.state.attributes.get("mode"), str)
-                else None,
-                "selling": selling,
+                "location": location if isinstance(location, str) else None,
                 "currency": machine.currency or self.hub.config.currency,
                 "languages": languages,
                 "default_language": languages[0],
-                "payment_methods": list(options["payment_methods"]) if options else [],
-                "simulated": _simulated(machine),
-                "purchases": purchases,
-                "payment_timeout": options.get("payment_timeout") if options else None,
+                **sales,
                 "slots": [
-                    _slot_json(slot, purchases and selling)
+                    _slot_json(slot, sales["purchases"] and sales["selling"])
                     for slot in fleet.slots(machine.machine_id)
                 ],
-                "purchase": options.get("purchase") if options else None,
             }
         )
+
+
+async def _simulated_sales(hub: Hub, request: web.Request, machine: FleetMachine) -> dict[str, Any]:
+    """The kiosk's mode, methods and open purchase of a machine that is not the engine's."""
+    options = await _options(hub, request, machine)
+    mode = machine.state.attributes.get("mode")
+    return {
+        "online": machine.online,
+        "mode": mode if isinstance(mode, str) else None,
+        "selling": _selling(machine),
+        "payment_methods": list(options["payment_methods"]) if options else [],
+        "simulated": _simulated(machine),
+        "backend": BACKEND_SIMULATOR if options is not None else None,
+        "free_vend": False,
+        "purchases": options is not None,
+        "payment_timeout": options.get("payment_timeout") if options else None,
+        "purchase": options.get("purchase") if options else None,
+    }
 
 
 class PurchasesView(ApiView):
@@ -348,14 +413,19 @@ class PurchasesView(ApiView):
     path_params = {"machine_id": MACHINE_ID}
 
     @operation(
-        summary="Start a purchase: a slot and a payment method (SIMULATED payment).",
+        summary="Start a purchase: a slot and a payment method.",
         description=(
-            "Answers the new session, awaiting payment: card and QR approve by themselves "
-            "after a short simulated delay (or on POST .../pay), cash waits for POST .../cash. "
-            "404 for a slot the machine does not have; 409 when the slot is sold out or does "
-            "not sell, the machine does not accept the method or is not selling, or the "
-            "machine is not simulated (not_supported). A purchase left waiting on this machine "
-            "is cancelled (its cash returned)."
+            "On a machine of the vend engine: a vend session starts (vending.select) and is "
+            "answered at once, `authorizing` while the customer pays at the machine's payment "
+            "provider (its `progress` says what to show: present_card, scan_qr with the "
+            "payment URL, insert_cash with the credit, processing); an e_wallet payment needs "
+            "the customer's `token`. On a simulated machine (SIMULATED payment): the session "
+            "awaits payment; card and QR approve by themselves after a short delay (or on "
+            "POST .../pay), cash waits for POST .../cash, and a purchase left waiting is "
+            "cancelled (its cash returned). 404 for a slot the machine does not have; 409 "
+            "when the slot is sold out or does not sell, the machine does not accept the "
+            "method, is busy with another purchase or is not selling, or cannot sell here "
+            "(not_supported)."
         ),
         permission=Permission.operate_machines,
         machines=True,
@@ -363,16 +433,31 @@ class PurchasesView(ApiView):
             "type": "object",
             "required": ["slot", "method"],
             "additionalProperties": False,
-            "properties": {"slot": SLOT_CODE, "method": {"enum": list(PURCHASE_METHODS)}},
+            "properties": {
+                "slot": SLOT_CODE,
+                "method": {"enum": list(kiosk_vend.ENGINE_METHODS)},
+                "token": TOKEN,
+            },
         },
-        responses={201: PURCHASE, 409: None, **SERVICE_ERRORS},
+        responses={201: ANY_PURCHASE, 409: None, **SERVICE_ERRORS},
         tags=TAGS,
     )
     async def post(self, request: web.Request) -> web.Response:
         fleet, machine = _machine(self.hub, request)
-        _require_simulated(machine)
         wanted = body(request)
         slot = fleet.slot(machine.machine_id, wanted["slot"])
+        if kiosk_vend.is_engine_machine(machine):
+            if slot is None:
+                raise not_found(f"machine {machine.machine_id} has no slot {wanted['slot']!r}")
+            if slot.locked:
+                raise _conflict("slot_locked", f"slot {slot.code} does not sell now")
+            purchase = await kiosk_vend.async_start(
+                self.hub, request, machine, slot.code, wanted["method"], wanted.get("token")
+            )
+            return json_answer(purchase, status=201)
+        _require_simulated(machine)
+        if "token" in wanted:
+            raise bad_request("a simulated payment takes no token")
         if slot is None:
             raise not_found(f"machine {machine.machine_id} has no slot {wanted['slot']!r}")
         if not _selling(machine):
@@ -410,7 +495,11 @@ class PurchaseView(ApiView):
 
     @operation(
         summary="One purchase as it is now (poll it while paying and dispensing).",
-        description="Finished purchases stay readable for a while (10 minutes by default).",
+        description=(
+            "Finished purchases stay readable for a while: 10 minutes by default on a "
+            "simulated machine; the vend engine keeps its last 200 sessions until the hub "
+            "restarts."
+        ),
         permission=Permission.operate_machines,
         machines=True,
         responses=PURCHASE_RESPONSES,
@@ -418,9 +507,11 @@ class PurchaseView(ApiView):
     )
     async def get(self, request: web.Request) -> web.Response:
         _, machine = _machine(self.hub, request)
-        return json_answer(
-            await _purchase(self.hub, request, machine, params(request)["purchase_id"])
-        )
+        purchase_id = params(request)["purchase_id"]
+        if kiosk_vend.is_engine_machine(machine):
+            session = await kiosk_vend.async_session(self.hub, request, machine, purchase_id)
+            return json_answer(kiosk_vend.purchase_json(session))
+        return json_answer(await _purchase(self.hub, request, machine, purchase_id))
 
 
 class PayView(ApiView):
@@ -442,7 +533,7 @@ class PayView(ApiView):
             "additionalProperties": False,
             "properties": {"decline": {"type": "boolean"}},
         },
-        responses=PURCHASE_RESPONSES,
+        responses=SIMULATED_RESPONSES,
         tags=TAGS,
     )
     async def post(self, request: web.Request) -> web.Response:
@@ -476,7 +567,9 @@ class CashView(ApiView):
         summary="SIMULATED cash: a coin or note of `amount` minor units goes in.",
         description=(
             "The credit grows; once it covers the price the purchase is paid, `change` is set "
-            "aside and the product dispenses. 409 when the purchase does not wait for cash."
+            "aside and the product dispenses. 409 when the purchase does not wait for cash. "
+            "Only for simulated machines (409 not_supported otherwise: real cash goes into "
+            "the machine's coin and note acceptors)."
         ),
         permission=Permission.operate_machines,
         machines=True,
@@ -486,7 +579,7 @@ class CashView(ApiView):
             "additionalProperties": False,
             "properties": {"amount": {"type": "integer", "minimum": 1, "maximum": MAX_CASH}},
         },
-        responses=PURCHASE_RESPONSES,
+        responses=SIMULATED_RESPONSES,
         tags=TAGS,
     )
     async def post(self, request: web.Request) -> web.Response:
@@ -517,8 +610,10 @@ class CancelView(ApiView):
     @operation(
         summary="Cancel a purchase that waits for payment; inserted cash is returned.",
         description=(
-            "Cancelling a finished purchase answers it unchanged; one that is paid and "
-            "dispensing cannot be cancelled (409)."
+            "Cancelling a finished purchase answers it unchanged; one that is dispensing "
+            "cannot be cancelled (409). On a machine of the vend engine (vending.cancel) a "
+            "purchase can be cancelled while `cancellable` (before the dispense): nothing is "
+            "charged, and it ends `failed` with outcome `cancelled`."
         ),
         permission=Permission.operate_machines,
         machines=True,
@@ -529,6 +624,10 @@ class CancelView(ApiView):
     async def post(self, request: web.Request) -> web.Response:
         _, machine = _machine(self.hub, request)
         purchase_id = params(request)["purchase_id"]
+        if kiosk_vend.is_engine_machine(machine):
+            return json_answer(
+                await kiosk_vend.async_cancel(self.hub, request, machine, purchase_id)
+            )
         session = await _purchase(self.hub, request, machine, purchase_id)
         if session["state"] in FINAL:
             return json_answer(session)
