@@ -295,6 +295,8 @@ async def test_capture_that_keeps_failing_leaves_the_sale_to_the_journal(
     session = await engine.async_select(slot="A1", method="card")
     final = await engine.async_wait(session.id, timeout=10)
     assert final.outcome is VendOutcome.capture_failed
+    assert final.finished  # for the customer: the product is out
+    assert read_journal(machine.journal_path)[0]["state"] == "capturing"  # capture again
     assert engine.stock["A1"] == 4  # the product did drop
     assert hub.states.get("alarm.lobby_1_vend_capture_failed") is not None
     assert events("vend_completed") == []

@@ -744,9 +744,11 @@ class VendEngine:
             finished_at=time.time(),
         )
         await self.journal.async_save(snapshot, "capture", "error", str(last_error))
-        self._publish(snapshot)
+        # Over for the customer (the product is out), open in the journal for the capture.
+        finished = snapshot.evolve(state=SessionState.completed)
+        self._publish(finished)
         self._wake_waiters(session.id)
-        return snapshot.evolve(state=SessionState.completed)
+        return finished
 
     async def _async_hold_credit(
         self, session: VendSession, provider: PaymentProvider, remaining: Money
