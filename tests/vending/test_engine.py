@@ -139,6 +139,32 @@ async def test_refusals_name_the_reason(machine: Machine) -> None:
     assert read_ledger(machine.ledger_file) == []
 
 
+async def test_a_mode_set_while_running_survives_a_restart_until_the_configuration_changes(
+    machine: Machine,
+) -> None:
+    engine = await machine.start()
+    await engine.async_set_mode(MachineMode.out_of_order)
+    await machine.stop()
+
+    engine = await machine.start()
+    assert engine.mode is MachineMode.out_of_order
+    with pytest.raises(VendRefused) as refused:
+        await engine.async_select(slot="A1", method="card")
+    assert refused.value.code is VendOutcome.out_of_order
+    await machine.stop()
+
+    # The operator edits the configuration's mode: that one applies from this start on.
+    engine = await machine.start(mode=MachineMode.free_vend)
+    assert engine.mode is MachineMode.free_vend
+    await machine.stop()
+    engine = await machine.start(mode=MachineMode.free_vend)
+    assert engine.mode is MachineMode.free_vend
+    await engine.async_set_mode(MachineMode.normal)
+    await machine.stop()
+    engine = await machine.start(mode=MachineMode.free_vend)
+    assert engine.mode is MachineMode.normal
+
+
 async def test_a_machine_serves_one_session_at_a_time(machine: Machine) -> None:
     engine = await machine.start(dispense_time=0.3)
     first = await engine.async_select(slot="A1", method="card")

@@ -182,6 +182,10 @@ class VendEngine:
         if not self.journal.is_open:
             await self.journal.async_open()
         self.stock.update(self.journal.stock(self.machine_id))
+        saved = self.journal.mode(self.machine_id)
+        if saved is not None and saved[1] == self.machine.mode.value:
+            # Set while the hub ran (a service, the fleet); an edited configuration wins.
+            self.mode = MachineMode(saved[0])
         self._unsubscribe = self.hub.bus.async_listen(EVENT_MONEY_RECORDED, self._on_money_recorded)
         await self.machine.dispenser.async_start()
         for provider in self.machine.providers:
@@ -403,11 +407,15 @@ class VendEngine:
         return self._sessions[session_id]
 
     async def async_set_mode(self, mode: MachineMode | str, context: Context | None = None) -> None:
-        """Change whether and how the machine sells; a running session finishes as it is."""
+        """Change whether and how the machine sells; a running session finishes as it is.
+
+        The mode is journalled first and kept across restarts, until the configuration's
+        ``mode`` is edited (then that one applies at the next start)."""
         new = MachineMode(mode)
-        previous, self.mode = self.mode, new
-        if new is previous:
+        if new is self.mode:
             return
+        await self.journal.async_set_mode(self.machine_id, new.value, self.machine.mode.value)
+        previous, self.mode = self.mode, new
         for listener in list(self._mode_listeners):
             listener(new)
         self.hub.bus.async_fire(

@@ -76,6 +76,14 @@ _SCHEMA = (
         updated REAL NOT NULL,
         PRIMARY KEY (machine_id, slot)
     )""",
+    # Added without a version change: a journal of before has no modes, one of after read
+    # by the version before keeps working (that version ignores the table).
+    """CREATE TABLE IF NOT EXISTS modes (
+        machine_id TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        configured TEXT NOT NULL,
+        updated REAL NOT NULL
+    )""",
 )
 
 
@@ -194,6 +202,12 @@ _UPSERT_STOCK = (
     " updated=excluded.updated",
     4,
 )
+_UPSERT_MODES = (
+    "INSERT INTO modes (machine_id, mode, configured, updated) VALUES {rows}"
+    " ON CONFLICT (machine_id) DO UPDATE SET mode=excluded.mode,"
+    " configured=excluded.configured, updated=excluded.updated",
+    4,
+)
 _UPDATE_FLAGS = (
     "UPDATE sessions SET recorded=COALESCE(flags.column2, recorded),"
     " close_pending=COALESCE(flags.column3, close_pending),"
@@ -225,6 +239,7 @@ class _Batch:
     sessions: list[tuple[Any, ...]] = field(default_factory=list)
     steps: list[tuple[Any, ...]] = field(default_factory=list)
     stock: list[tuple[Any, ...]] = field(default_factory=list)
+    modes: list[tuple[Any, ...]] = field(default_factory=list)
     flags: dict[str, Flags] = field(default_factory=dict)
 
     def set_flags(self, session_id: str, values: Flags) -> None:
@@ -243,6 +258,7 @@ class _Batch:
         self.sessions.extend(later.sessions)
         self.steps.extend(later.steps)
         self.stock.extend(later.stock)
+        self.modes.extend(later.modes)
         for session_id, values in later.flags.items():
             self.set_flags(session_id, values)
 
@@ -305,6 +321,7 @@ class _Writer(threading.Thread):
                 (_UPSERT_SESSIONS, batch.sessions),
                 (_INSERT_STEPS, batch.steps),
                 (_UPSERT_STOCK, batch.stock),
+                (_UPSERT_MODES, batch.modes),
                 (_UPDATE_FLAGS, [(key, *values) for key, values in batch.flags.items()]),
             ):
                 _execute_rows(connection, statement, rows)
@@ -551,6 +568,12 @@ class VendJournal:
         batch.stock.extend((machine_id, slot, count, now) for slot, count in stock.items())
         await self._committed(batch)
 
+    async def async_set_mode(self, machine_id: str, mode: str, configured: str) -> None:
+        """Save the machine's mode, with the mode its configuration gave when it was set."""
+        batch = self._batch_of_this_turn()
+        batch.modes.append((machine_id, mode, configured, time.time()))
+        await self._committed(batch)
+
     async def async_step(
         self, session_id: str, step: str, phase: str, detail: str | None = None
     ) -> None:
@@ -585,6 +608,11 @@ class VendJournal:
         return dict(
             self._read("SELECT slot, quantity FROM stock WHERE machine_id=?", (machine_id,))
         )
+
+    def mode(self, machine_id: str) -> tuple[str, str] | None:
+        """(mode, the configured mode when it was set) as last saved, or None."""
+        rows = self._read("SELECT mode, configured FROM modes WHERE machine_id=?", (machine_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def unresolved(self, machine_id: str) -> list[JournalEntry]:
         """Sessions of ``machine_id`` that are unfinished, unrecorded or not closed."""
