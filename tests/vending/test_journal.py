@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.vending.authorizing import eventually
 from vendhub.core.context import Context
 from vendhub.vending import journal as journal_module
 from vendhub.vending.dispenser import DispenseOutcome, DispenseResult
-from vendhub.vending.journal import VendJournal, session_from_json, session_to_json
+from vendhub.vending.journal import (
+    VendJournal,
+    prune_finished,
+    session_from_json,
+    session_to_json,
+)
 from vendhub.vending.money import Money
 from vendhub.vending.payment import Authorization, PaymentMethod
 from vendhub.vending.session import SessionState, VendOutcome, VendSession
@@ -117,7 +123,7 @@ async def test_no_commit_runs_a_checkpoint_itself(tmp_path: Path) -> None:
     path = tmp_path / "vending.journal.db"
     journal = VendJournal(path)
     await journal.async_open()
-    checkpointer = journal._checkpointer
+    checkpointer = journal._housekeeper
     assert checkpointer is not None
     checkpointer.stopping.set()
     await asyncio.get_running_loop().run_in_executor(None, checkpointer.join, 10)
@@ -140,3 +146,79 @@ async def test_no_commit_runs_a_checkpoint_itself(tmp_path: Path) -> None:
     finally:
         await journal.async_close()
     assert _wal_bytes(path) == 0
+
+
+async def _finished(journal: VendJournal, number: int, **flags: bool) -> str:
+    session = _session(
+        number,
+        state=SessionState.completed,
+        outcome=VendOutcome.completed,
+        finished_at=time.time(),
+    )
+    await journal.async_save(session, "record", "done", **flags)
+    return session.id
+
+
+def _age(path: Path, session_ids: list[str], days: float) -> None:
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.executemany(
+                "UPDATE sessions SET updated=? WHERE id=?",
+                [(time.time() - days * 86400, session_id) for session_id in session_ids],
+            )
+    finally:
+        connection.close()
+
+
+async def test_pruning_takes_only_sessions_finished_recorded_and_closed_long_ago(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path)
+    await journal.async_open()
+    try:
+        old_done = [await _finished(journal, number, recorded=True) for number in range(1200)]
+        old_unrecorded = await _finished(journal, 2000, recorded=False)
+        old_closing = await _finished(journal, 2001, recorded=True, close_pending=True)
+        old_running = _session(2002)
+        await journal.async_save(old_running, "authorize", "begin")
+        recent_done = await _finished(journal, 2003, recorded=True)
+        _age(path, [*old_done, old_unrecorded, old_closing, old_running.id], days=91)
+
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            pruned = prune_finished(connection, time.time() - 90 * 86400)
+        finally:
+            connection.close()
+
+        assert pruned == 1200  # in three transactions of at most PRUNE_CHUNK
+        assert journal.entry(old_done[0]) is None and journal.steps(old_done[-1]) == []
+        for kept in (old_unrecorded, old_closing, old_running.id, recent_done):
+            assert journal.entry(kept) is not None, kept
+            assert journal.steps(kept) != []
+        assert [entry.session.id for entry in journal.unresolved("lobby_1")] == [
+            old_unrecorded,
+            old_closing,
+            old_running.id,
+        ]
+    finally:
+        await journal.async_close()
+
+
+async def test_the_housekeeping_thread_prunes_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL", 0.02)
+    monkeypatch.setattr(journal_module, "PRUNE_FIRST_AFTER", 0.0)
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path, keep_finished=0.5, prune_every=0.05)
+    await journal.async_open()
+    try:
+        done = await _finished(journal, 1, recorded=True)
+        running = _session(2)
+        await journal.async_save(running, "authorize", "begin")
+        await eventually(lambda: journal.entry(done) is None, timeout=10)
+        assert journal.entry(running.id) is not None
+    finally:
+        await journal.async_close()

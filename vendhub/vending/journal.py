@@ -11,7 +11,8 @@ Writes go through one writer thread (group commit): the writes made during one t
 event loop become one batch, handed to the thread once and committed in one transaction, and
 batches that queue up while a commit runs go in the next one together. Fifty machines vending
 at once share an fsync instead of queueing fifty, and the thread wakes once per batch. A second
-thread checkpoints the write-ahead log, so that no commit does it (``_Checkpointer``).
+thread checkpoints the write-ahead log, so that no commit does it, and prunes sessions
+finished long ago (``_Housekeeper``).
 """
 
 from __future__ import annotations
@@ -220,6 +221,13 @@ CHECKPOINT_INTERVAL = 1.0
 """Seconds between checkpoints of the journal's write-ahead log (when there were commits)."""
 RESTART_LOG_FRAMES = 10_000
 """Log frames (pages, 4 KiB) past which the checkpointer resets the log: about 40 MB."""
+KEEP_FINISHED = 90 * 24 * 3600.0
+"""Seconds a finished, recorded and closed session stays in the journal (the recorder keeps
+the ledger; the journal is for resolving restarts and for support)."""
+PRUNE_EVERY = 24 * 3600.0
+PRUNE_FIRST_AFTER = 600.0
+"""Seconds after opening before the first pruning (start-up and its restarts go first)."""
+PRUNE_CHUNK = 500
 
 Flags = tuple[int | None, int | None, int | None]
 """(recorded, close_pending, resolved_after_restart) of a session; None leaves one as it is."""
@@ -288,7 +296,7 @@ class _Writer(threading.Thread):
             self.open_error = error
             self.ready.set()
             return
-        connection.execute("PRAGMA wal_autocheckpoint=0")  # the _Checkpointer's job
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # the _Housekeeper's job
         self.ready.set()
         try:
             while True:
@@ -335,29 +343,45 @@ class _Writer(threading.Thread):
         self.loop.call_soon_threadsafe(_settle, batch.futures, error)
 
 
-class _Checkpointer(threading.Thread):
-    """Copies the write-ahead log into the database file, off the commit path.
+class _Housekeeper(threading.Thread):
+    """Keeps the journal's file in shape, off the commit path: checkpoints and pruning.
 
-    SQLite's automatic checkpoint runs inside the COMMIT that takes the log past 1,000 pages,
-    and that commit then takes several times as long (fifty sessions' rows: p99 4.1-4.4 ms
-    with it, 1.8-1.9 ms without, on the same disk). The writer turns it off; this thread
-    checkpoints once a ``CHECKPOINT_INTERVAL`` after new commits, PASSIVE, which never blocks
-    the writer. A log that keeps growing because the writer never pauses long enough is reset
-    (RESTART, which waits for the writer once) past ``RESTART_LOG_FRAMES``.
+    Checkpoints: SQLite's automatic checkpoint runs inside the COMMIT that takes the log past
+    1,000 pages, and that commit then takes several times as long (fifty sessions' rows: p99
+    4.1-4.4 ms with it, 1.8-1.9 ms without, on the same disk). The writer turns it off; this
+    thread checkpoints once a ``CHECKPOINT_INTERVAL`` after new commits, PASSIVE, which never
+    blocks the writer. A log that keeps growing because the writer never pauses long enough is
+    reset (RESTART, which waits for the writer once) past ``RESTART_LOG_FRAMES``.
+
+    Pruning: once every ``prune_every`` seconds (the first time ``PRUNE_FIRST_AFTER`` after
+    opening), the sessions finished, recorded and closed longer than ``keep_finished`` ago
+    go, with their steps (``prune_finished``), so the file of a machine that sells for years
+    stays small.
     """
 
-    def __init__(self, path: Path, writer: _Writer) -> None:
-        super().__init__(name="vending journal checkpoints", daemon=True)
+    def __init__(
+        self, path: Path, writer: _Writer, keep_finished: float, prune_every: float
+    ) -> None:
+        super().__init__(name="vending journal housekeeping", daemon=True)
         self.path = path
         self.writer = writer
+        self.keep_finished = keep_finished
+        self.prune_every = prune_every
         self.stopping = threading.Event()
 
     def run(self) -> None:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout=5000")
         checkpointed = self.writer.commits
+        next_prune = time.monotonic() + min(PRUNE_FIRST_AFTER, self.prune_every)
         try:
             while not self.stopping.wait(CHECKPOINT_INTERVAL):
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.prune_every
+                    try:
+                        prune_finished(connection, time.time() - self.keep_finished)
+                    except sqlite3.Error as error:
+                        _LOGGER.warning("Pruning the vending journal failed: %s", error)
                 commits = self.writer.commits
                 if commits == checkpointed:
                     continue
@@ -367,6 +391,36 @@ class _Checkpointer(threading.Thread):
                     _checkpoint(connection, "RESTART")
         finally:
             connection.close()
+
+
+_PRUNABLE = (
+    "SELECT id FROM sessions WHERE state IN ('completed', 'failed') AND recorded=1"
+    " AND close_pending=0 AND updated < ? ORDER BY rowid LIMIT ?"
+)
+
+
+def prune_finished(connection: sqlite3.Connection, before: float) -> int:
+    """Delete the sessions (and their steps) that were finished, recorded and closed before
+    ``before`` (a ``time.time()``); how many went. In transactions of ``PRUNE_CHUNK``
+    sessions, so the writer never waits long for one."""
+    pruned = 0
+    while True:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [row[0] for row in connection.execute(_PRUNABLE, (before, PRUNE_CHUNK))]
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                connection.execute(f"DELETE FROM steps WHERE session_id IN ({marks})", ids)
+                connection.execute(f"DELETE FROM sessions WHERE id IN ({marks})", ids)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        pruned += len(ids)
+        if len(ids) < PRUNE_CHUNK:
+            if pruned:
+                _LOGGER.info("Pruned %d finished vend sessions from the journal", pruned)
+            return pruned
 
 
 def _checkpoint(connection: sqlite3.Connection, mode: str) -> int | None:
@@ -434,14 +488,23 @@ def open_connection(path: Path) -> sqlite3.Connection:
 class VendJournal:
     """The hub's journal of vend sessions, shared by every local machine's engine."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        keep_finished: float = KEEP_FINISHED,
+        prune_every: float = PRUNE_EVERY,
+    ) -> None:
         self.path = Path(path)
+        self.keep_finished = keep_finished
+        """Seconds a finished session is kept (``prune_finished``)."""
+        self.prune_every = prune_every
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch: _Batch | None = None
         """The writes of this turn of the event loop, handed to the writer at its end."""
-        self._checkpointer: _Checkpointer | None = None
+        self._housekeeper: _Housekeeper | None = None
 
     @classmethod
     def for_hub(cls, hub: Hub) -> VendJournal:
@@ -471,8 +534,8 @@ class VendJournal:
         self._writer = writer
         self._loop = loop
         self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._checkpointer = _Checkpointer(self.path, writer)
-        self._checkpointer.start()
+        self._housekeeper = _Housekeeper(self.path, writer, self.keep_finished, self.prune_every)
+        self._housekeeper.start()
 
     async def async_close(self) -> None:
         writer = self._writer
@@ -481,10 +544,10 @@ class VendJournal:
         self._flush()
         self._writer = None
         loop = asyncio.get_running_loop()
-        checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None:
-            checkpointer.stopping.set()
-            await loop.run_in_executor(None, checkpointer.join, 10)
+        housekeeper, self._housekeeper = self._housekeeper, None
+        if housekeeper is not None:
+            housekeeper.stopping.set()
+            await loop.run_in_executor(None, housekeeper.join, 10)
         writer.queue.put(None)
         await loop.run_in_executor(None, writer.join, 10)
         if self._reader is not None:
