@@ -15,7 +15,7 @@ from vendhub.machine.entities import MachineEntityBase, MachineInfo, SlotEntity
 if TYPE_CHECKING:
     from vendhub.core.context import Context
     from vendhub.vending.engine import VendEngine
-    from vendhub.vending.planogram import MachineMode
+    from vendhub.vending.planogram import MachineMode, SlotPlan
 
 
 class LocalMachineEntity(MachineEntityBase):
@@ -74,9 +74,19 @@ def follow_engine(
             entity.set_stock(stock)
             entity.async_write_state(context)
 
+    def on_plan(slot: str, plan: SlotPlan, context: Context | None) -> None:
+        entity = slots.get(slot)
+        if entity is not None and entity.entity_id is not None:
+            entity.set_plan(plan.product, plan.price, plan.capacity, plan.fill_level)
+            entity.async_write_state(context)
+
     def on_mode(mode: MachineMode) -> None:
         machine.set_mode(mode)
         if machine.entity_id is not None:
             machine.async_write_state()
 
-    return [engine.async_listen_stock(on_stock), engine.async_listen_mode(on_mode)]
+    return [
+        engine.async_listen_stock(on_stock),
+        engine.async_listen_mode(on_mode),
+        engine.async_listen_plan(on_plan),
+    ]

@@ -84,6 +84,7 @@ _RELEASE_STARTS = 3
 
 StockListener = Callable[[str, int, Context | None], None]
 ModeListener = Callable[[MachineMode], None]
+PlanListener = Callable[[str, SlotPlan, Context | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,7 @@ class VendEngine:
         self._open_credit: _OpenCredit | None = None
         self._stock_listeners: list[StockListener] = []
         self._mode_listeners: list[ModeListener] = []
+        self._plan_listeners: list[PlanListener] = []
         self._awaiting_record: set[str] = set()
         # Result steps journalled with the next step's "begin" (nothing external between).
         self._unjournalled: dict[str, list[tuple[str, str, str | None]]] = {}
@@ -466,6 +468,55 @@ class VendEngine:
             context=context,
         )
         return changes
+
+    async def async_apply_plan(
+        self,
+        slots: Mapping[str, SlotPlan] | None = None,
+        mode: MachineMode | str | None = None,
+        context: Context | None = None,
+    ) -> dict[str, str]:
+        """Take a plan from outside (the fleet hub): new product, price, capacity and par of
+        existing slots, and the mode. Returns what was refused, ``{"slots.<code>": why}``
+        (a slot this machine does not have; slots cannot be added here).
+
+        A session already selected keeps the price it was selected at (its snapshot holds
+        it); the next selection pays the new one. Stock above a smaller new capacity is cut
+        to it (journalled, like any stock change).
+        """
+        rejected: dict[str, str] = {}
+        accepted: dict[str, SlotPlan] = {}
+        for code, plan in (slots or {}).items():
+            if code not in self.machine.planogram:
+                known = ", ".join(self.machine.planogram)
+                rejected[f"slots.{code}"] = (
+                    f"machine {self.machine_id} has no slot {code!r}; known: {known}"
+                )
+            elif plan != self.machine.planogram[code]:
+                accepted[code] = plan
+        context = context or Context()
+        if accepted:
+            cut = {
+                code: plan.capacity
+                for code, plan in accepted.items()
+                if self.stock.get(code, 0) > plan.capacity
+            }
+            if cut:
+                await self.journal.async_set_stock(self.machine_id, cut)
+            self.machine.planogram = {**self.machine.planogram, **accepted}
+            for code, plan in accepted.items():
+                for listener in list(self._plan_listeners):
+                    listener(code, plan, context)
+            for code, count in cut.items():
+                self.stock[code] = count
+                self._notify_stock(code, context)
+        if mode is not None:
+            await self.async_set_mode(mode, context=context)
+        return rejected
+
+    def async_listen_plan(self, listener: PlanListener) -> Callable[[], None]:
+        """Call ``listener(slot, plan, context)`` after ``async_apply_plan`` changed a slot."""
+        self._plan_listeners.append(listener)
+        return lambda: self._plan_listeners.remove(listener)
 
     def async_listen_stock(self, listener: StockListener) -> Callable[[], None]:
         """Call ``listener(slot, stock, context)`` after each stock change."""

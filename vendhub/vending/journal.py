@@ -748,3 +748,28 @@ def read_journal(path: Path | str) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+# A finished session fired a ledger event when it completed, or when it failed after the
+# board was asked to dispense (the engine's ``vend_attempted``): it has a ``dispense`` step.
+_LEDGER_SESSIONS = (
+    "SELECT snapshot FROM sessions WHERE machine_id = ? AND updated >= ?"
+    " AND (state = 'completed' OR (state = 'failed' AND EXISTS ("
+    "SELECT 1 FROM steps WHERE steps.session_id = sessions.id AND steps.step = 'dispense')))"
+    " ORDER BY created"
+)
+
+
+def read_ledger_sessions(path: Path | str, machine_id: str, since: float) -> list[VendSession]:
+    """The sessions of ``machine_id`` that ended since ``since`` (a ``time.time()``) with a
+    ledger event (``vend_completed``, or ``vend_failed`` after a dispense), oldest first.
+    Read-only, on a connection of its own (run it off the event loop): the writer is not
+    disturbed. A journal file that does not exist yet has none."""
+    if not Path(path).exists():
+        return []
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        rows = connection.execute(_LEDGER_SESSIONS, (machine_id, since)).fetchall()
+    finally:
+        connection.close()
+    return [session_from_json(row[0]) for row in rows]
