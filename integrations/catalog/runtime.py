@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-import zoneinfo
 from collections.abc import Callable
-from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import voluptuous as vol
 
 from vendhub.helpers.storage import Store
 from vendhub.recorder.recorder import DATA_RECORDER
+from vendhub.util.dt import hub_time_zone
 from vendhub.vending.catalog import (
     DATA_CATALOG,
     Catalog,
@@ -48,14 +47,6 @@ _T = TypeVar("_T")
 
 STORAGE_KEY = "catalog.products"
 STORAGE_VERSION = 1
-
-
-def hub_time_zone(hub: Hub) -> tzinfo:
-    """The hub's time zone (UTC when the name is unknown, which the core schema prevents)."""
-    try:
-        return zoneinfo.ZoneInfo(hub.config.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 def _committed(step: Callable[[Session], _T]) -> Callable[[Session], _T]:

@@ -29,7 +29,7 @@ import voluptuous as vol
 
 from vendhub.config import validators as cv
 from vendhub.const import EVENT_CASH_COLLECTED, EVENT_CASH_COUNTED, EVENT_STATE_CHANGED
-from vendhub.util.dt import utcnow
+from vendhub.util.dt import hub_time_zone, utcnow
 
 from . import text
 from .base import AlarmRequest, AlarmSink, Clock, Detector, event_time, machine_id_of
@@ -129,7 +129,7 @@ class CashDetector(Detector):
     ) -> None:
         super().__init__(hub, sink, clock=clock)
         self.settings = settings
-        self.tz = text.time_zone(hub.config.time_zone)
+        self.tz = hub_time_zone(hub)
         self.machines: dict[str, _MachineCash] = {}
         self.results: OrderedDict[str, dict[str, Any]] = OrderedDict()
 

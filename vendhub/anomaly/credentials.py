@@ -34,7 +34,7 @@ import voluptuous as vol
 
 from vendhub.config import validators as cv
 from vendhub.const import EVENT_MACHINE_CONNECTION
-from vendhub.util.dt import utcnow
+from vendhub.util.dt import hub_time_zone, utcnow
 
 from . import text
 from .base import AlarmRequest, AlarmSink, Clock, Detector, machine_id_of
@@ -133,7 +133,7 @@ class CredentialsDetector(Detector):
     ) -> None:
         super().__init__(hub, sink, clock=clock)
         self.settings = settings
-        self.tz = text.time_zone(hub.config.time_zone)
+        self.tz = hub_time_zone(hub)
         self.connections: dict[str, dict[tuple[str, str], Connection]] = {}
         self.checks: dict[str, asyncio.TimerHandle] = {}
 

@@ -23,7 +23,7 @@ import voluptuous as vol
 
 from vendhub.config import validators as cv
 from vendhub.const import EVENT_PAYMENT_DECLINED
-from vendhub.util.dt import utcnow
+from vendhub.util.dt import hub_time_zone, utcnow
 
 from . import text
 from .base import AlarmRequest, AlarmSink, Clock, Detector, machine_id_of
@@ -98,7 +98,7 @@ class DeclineDetector(Detector):
     ) -> None:
         super().__init__(hub, sink, clock=clock)
         self.settings = settings
-        self.tz = text.time_zone(hub.config.time_zone)
+        self.tz = hub_time_zone(hub)
         self.declines: dict[str, deque[_Decline]] = {}  # fingerprint -> recent declines
         self.burst_machine: dict[str, str] = {}  # fingerprint -> machine the alarm is on
         self.without_token = 0

@@ -25,7 +25,7 @@ import voluptuous as vol
 
 from vendhub.config import validators as cv
 from vendhub.const import EVENT_SERVICE_LOGIN, EVENT_STATE_CHANGED
-from vendhub.util.dt import utcnow
+from vendhub.util.dt import hub_time_zone, utcnow
 
 from . import text
 from .base import AlarmRequest, AlarmSink, Clock, Detector, machine_id_of
@@ -92,7 +92,7 @@ class DoorDetector(Detector):
     ) -> None:
         super().__init__(hub, sink, clock=clock)
         self.settings = settings
-        self.tz = text.time_zone(hub.config.time_zone)
+        self.tz = hub_time_zone(hub)
         self.logins: dict[str, dict[str, datetime]] = {}  # machine -> user -> signed in until
         self.doors: dict[str, str] = {}  # machine -> last known "on" / "off"
         self.pending: dict[str, _Opening] = {}

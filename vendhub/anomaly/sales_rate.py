@@ -33,7 +33,7 @@ from vendhub.config import validators as cv
 from vendhub.const import EVENT_STATE_CHANGED, EVENT_VEND_COMPLETED
 from vendhub.core.timers import async_track_point_in_time
 from vendhub.recorder.recorder import DATA_RECORDER
-from vendhub.util.dt import utcnow
+from vendhub.util.dt import hub_time_zone, utcnow
 
 from . import text
 from .base import AlarmRequest, AlarmSink, Clock, Detector, event_time, machine_id_of
@@ -118,7 +118,7 @@ class SalesRateDetector(Detector):
     ) -> None:
         super().__init__(hub, sink, clock=clock)
         self.settings = settings
-        self.tz = text.time_zone(hub.config.time_zone)
+        self.tz = hub_time_zone(hub)
         self.memory = MemorySalesHistory(hub, settings.history)
         self.recorder_history = RecorderSalesHistory(hub)
         self.sold: dict[str, dict[float, int]] = {}  # live counts: machine -> hour -> items

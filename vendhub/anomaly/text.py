@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import zoneinfo
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 
 # Currencies whose minor unit is not a hundredth (ISO 4217 exponents other than 2).
 _EXPONENTS = {
@@ -21,14 +20,6 @@ def money(amount: int, currency: str) -> str:
     sign = "-" if amount < 0 else ""
     whole, fraction = divmod(abs(amount), 10**exponent)
     return f"{currency} {sign}{whole}.{fraction:0{exponent}d}"
-
-
-def time_zone(name: str) -> tzinfo:
-    """The hub's time zone by name, UTC when it is unknown."""
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 def clock(moment: datetime, tz: tzinfo) -> str:

@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vendhub.config.validators import describe_value
 from vendhub.core.states import State
-from vendhub.util.dt import UTC, utcnow
+from vendhub.util.dt import UTC, hub_time_zone, utcnow
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -118,20 +116,6 @@ def _refuse_large(expected_size: float, what: str) -> None:
 
 
 # ---- time -----------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        _LOGGER.warning("Unknown time zone %r; templates use UTC", name)
-        return ZoneInfo("UTC")
-
-
-def hub_time_zone(hub: Hub | None) -> ZoneInfo:
-    """The hub's configured time zone (UTC without a hub)."""
-    return _zone(hub.config.time_zone if hub is not None else "UTC")
 
 
 def hub_now(hub: Hub | None) -> datetime:

@@ -24,10 +24,9 @@ link what real machines publish, each with the machine's ``MachineEntities``.
 from __future__ import annotations
 
 import logging
-import zoneinfo
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,6 +66,7 @@ from vendhub.machine.protocol import (
 from vendhub.machine.protocol import (
     EVENT_VEND_STARTED as MSG_VEND_STARTED,
 )
+from vendhub.util.dt import hub_time_zone
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -160,14 +160,6 @@ class RecentIds:
         return item in self._ids
 
 
-def _time_zone(name: str) -> tzinfo:
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        _LOGGER.warning("Unknown time zone %r; daily sales figures follow UTC", name)
-        return UTC
-
-
 def _caused_by(parent: Context | None) -> Context:
     """A new context, the child of ``parent`` when there is one."""
     if parent is None:
@@ -190,7 +182,7 @@ class MachineLink:
         self._recent: dict[str, RecentIds] = {}
         self._open_vends: OrderedDict[tuple[str, str], Context] = OrderedDict()
         self._warned_invalid: set[str] = set()
-        self.tz = _time_zone(hub.config.time_zone)
+        self.tz = hub_time_zone(hub)
 
     # ---- machines ------------------------------------------------------------------------
 

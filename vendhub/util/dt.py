@@ -1,8 +1,19 @@
 """Time helpers: the hub stores and compares aware UTC datetimes only."""
 
-from datetime import UTC, datetime
+from __future__ import annotations
 
-__all__ = ["UTC", "as_utc", "utcnow"]
+import logging
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from vendhub.core.hub import Hub
+
+__all__ = ["UTC", "as_utc", "hub_time_zone", "time_zone", "utcnow"]
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -15,3 +26,19 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+@lru_cache(maxsize=64)
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``; UTC (with one warning) when the name is unknown, which
+    the core configuration's schema prevents."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        _LOGGER.warning("Unknown time zone %r; using UTC", name)
+        return ZoneInfo("UTC")
+
+
+def hub_time_zone(hub: Hub | None) -> ZoneInfo:
+    """The hub's configured time zone (UTC without a hub): local days, hours and windows."""
+    return time_zone(hub.config.time_zone if hub is not None else "UTC")
