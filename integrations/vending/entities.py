@@ -1,5 +1,6 @@
-"""The entities of a local vending machine: ``machine.<id>`` (its mode) and one
-``slot.<id>_<code>`` per slot (stock as the state; product, price, capacity, currency).
+"""The entities of a local vending machine: ``machine.<id>`` (online, its mode, the day's
+sales) and one ``slot.<id>_<code>`` per slot (stock as the state; product, price, capacity,
+currency).
 
 Slot entities are ``vendhub.machine.entities.SlotEntity``, the same class and id scheme the
 simulator and the MQTT link use: a machine is configured either as a local vending machine
@@ -10,35 +11,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vendhub.machine.entities import MachineEntityBase, MachineInfo, SlotEntity
+from vendhub.const import EVENT_VEND_COMPLETED
+from vendhub.machine.entities import MachineEntity, MachineInfo, SlotEntity
+from vendhub.util.dt import hub_time_zone
 
 if TYPE_CHECKING:
     from vendhub.core.context import Context
+    from vendhub.core.events import Event
     from vendhub.vending.engine import VendEngine
     from vendhub.vending.planogram import MachineMode, SlotPlan
 
 
-class LocalMachineEntity(MachineEntityBase):
-    """``machine.<id>``: the mode of a local machine (normal, free_vend, service,
-    out_of_order), with the payment methods it takes."""
-
-    domain = "machine"
-    _attr_icon = "mdi:storefront-outline"
+class LocalMachineEntity(MachineEntity):
+    """``machine.<id>`` of a local machine, like every machine's: online while its engine
+    runs, its mode (normal, free_vend, service, out_of_order), the day's sales, and the
+    payment methods it takes."""
 
     def __init__(self, info: MachineInfo, engine: VendEngine) -> None:
-        super().__init__(info, info.machine_id, info.name, info.machine_id)
+        super().__init__(info, online=True)
         self.engine = engine
-        self._attr_state = engine.mode.value
+        self.mode = engine.mode.value
 
     def set_mode(self, mode: MachineMode) -> None:
-        self._attr_state = mode.value
+        self.mode = mode.value
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         return {
+            **super().extra_state_attributes,
             "machine_id": self.info.machine_id,
             "local": True,
-            "currency": self.info.currency,
             "payment_methods": sorted(method.value for method in self.engine.methods),
         }
 
@@ -85,8 +87,17 @@ def follow_engine(
         if machine.entity_id is not None:
             machine.async_write_state()
 
+    def on_sale(event: Event) -> None:
+        if event.data.get("machine_id") != engine.machine_id:
+            return
+        day = event.time_fired.astimezone(hub_time_zone(engine.hub)).date()
+        machine.count_sale(int(event.data.get("price") or 0), day)
+        if machine.entity_id is not None:
+            machine.async_write_state(event.context)
+
     return [
         engine.async_listen_stock(on_stock),
         engine.async_listen_mode(on_mode),
         engine.async_listen_plan(on_plan),
+        engine.hub.bus.async_listen(EVENT_VEND_COMPLETED, on_sale),
     ]

@@ -181,7 +181,7 @@ async def test_a_mode_change_on_the_fleet_stops_sales_and_is_confirmed(
     await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_pending"] is False)
     assert "pending_mode" not in fleet.attributes(f"machine.{MACHINE_ID}")
     local = machine.hub.states.get(f"machine.{MACHINE_ID}")
-    assert local is not None and local.state == "out_of_order"
+    assert local is not None and local.attributes["mode"] == "out_of_order"
     with pytest.raises(VendRefused, match="out of order"):
         await machine.buy("A1")
 

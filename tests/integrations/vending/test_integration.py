@@ -126,7 +126,9 @@ async def test_machines_come_up_with_entities(running: Hub, caplog) -> None:
     assert slot.attributes["currency"] == "EUR"
     assert hub.states.get("slot.lobby_1_a2").state == "10"  # no stock, no par: full
     machine = hub.states.get("machine.lobby_1")
-    assert machine.state == "normal"
+    assert machine.state == "online"  # as every machine's; the mode is an attribute
+    assert machine.attributes["mode"] == "normal"
+    assert machine.attributes["sales_today"] == 0
     assert machine.attributes["payment_methods"] == ["card", "cash", "mobile_wallet", "nfc", "qr"]
     assert hub.states.get("slot.plugin_board_c1").attributes["currency"] == "USD"
     # The broken plugin entry names its file, line and key; the other machines run on.
@@ -152,6 +154,8 @@ async def test_select_service_sells_and_updates_the_slot(running: Hub) -> None:
     slot = hub.states.get("slot.lobby_1_a1")
     assert slot.state == "1"
     assert slot.context.parent_id == result["context_id"]
+    machine = hub.states.get("machine.lobby_1")
+    assert (machine.attributes["sales_today"], machine.attributes["revenue_today"]) == (1, 150)
 
     plugin = await hub.services.async_call(
         "vending", "select", {"machine_id": "plugin_board", "slot": "C1", "method": "card"}
@@ -212,7 +216,7 @@ async def test_cancel_mode_restock_and_session_services(running: Hub) -> None:
         "vending", "set_mode", {"machine_id": "lobby_1", "mode": "out_of_order"}
     )
     assert changed == {"machine_id": "lobby_1", "mode": "out_of_order"}
-    assert hub.states.get("machine.lobby_1").state == "out_of_order"
+    assert hub.states.get("machine.lobby_1").attributes["mode"] == "out_of_order"
     with pytest.raises(VendRefused) as refused:
         await hub.services.async_call(
             "vending", "select", {"machine_id": "lobby_1", "slot": "A1", "method": "card"}

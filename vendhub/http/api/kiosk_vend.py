@@ -213,9 +213,10 @@ def engine_available(hub: Hub) -> bool:
 
 
 def engine_mode(machine: FleetMachine) -> str | None:
-    """A local machine's state is its mode (normal, free_vend, service, out_of_order)."""
-    mode = machine.state.state
-    return mode if mode in {item.value for item in MachineMode} else None
+    """A local machine's mode (normal, free_vend, service, out_of_order), None while its
+    engine does not run."""
+    mode = machine.state.attributes.get("mode")
+    return mode if machine.online and mode in {item.value for item in MachineMode} else None
 
 
 def engine_selling(machine: FleetMachine) -> bool:
