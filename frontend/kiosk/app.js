@@ -950,6 +950,7 @@ class VhKiosk extends HTMLElement {
       this.header(null),
       h("p", { class: "big-text summary" }, t("kiosk.payment.total", { product: p.product, price: this.money(p.price) })),
       h("div", { class: "payment-body" }, parts),
+      h("p", { class: "muted", "data-field": "expires" }, this.timeLeft()),
       h(
         "footer",
         { class: "actions" },

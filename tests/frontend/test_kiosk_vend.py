@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -357,6 +358,12 @@ def test_the_qr_code_on_screen_is_the_gateways_and_paying_it_sells(
     confirmation = payment["confirmation"]["confirmation_data"]
     assert page.get_attribute("[data-testid=qr]", "data-payload") == confirmation
     assert page.locator("[data-testid=qr] path").get_attribute("d")
+    # The time left to pay counts down from the machine's payment timeout.
+    first = page.inner_text("[data-testid=engine-payment] [data-field=expires]")
+    assert re.fullmatch(r"Time left: \d+ s", first), first
+    page.wait_for_function(
+        "first => document.querySelector('[data-field=expires]').textContent !== first", arg=first
+    )
     shot(tab, "kiosk-engine-payment-qr-portrait")
 
     thread.run(lambda: server.pay(payment["id"]))  # the customer pays; YooKassa notifies

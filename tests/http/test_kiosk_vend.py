@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -507,10 +508,13 @@ async def test_a_qr_payment_shows_the_gateways_qr_and_completes_when_paid(
     qr = payment["confirmation"]["confirmation_data"]
     assert shown["payment_url"] == shown["progress"]["qr"] == qr
     assert shown["cancellable"]
+    # qr_4's payment timeout (FAST) is 5 s, counted from the selection.
+    left = datetime.fromisoformat(shown["expires"]) - datetime.fromisoformat(shown["started"])
+    assert left.total_seconds() == pytest.approx(FAST["payment"], abs=0.01)
     await kiosk_hub.gateway.pay(payment["id"])  # the customer pays; YooKassa notifies the hub
     done = await kiosk_hub.until("qr_4", purchase["id"])
     assert (done["outcome"], done["provider"]) == ("completed", "qr_gateway")
-    assert done["payment_url"] is None  # nothing to scan any more
+    assert done["payment_url"] is None and done["expires"] is None  # nothing to pay any more
     assert kiosk_hub.stock("qr_4", "A1") == "4"
 
 

@@ -319,6 +319,7 @@ class VendEngine:
             finally:
                 self._active = None
         paying_now = credit is None and not free_vend
+        started_at = time.time()
         session = VendSession(
             id=_new_session_id(),
             machine_id=self.machine_id,
@@ -327,7 +328,8 @@ class VendEngine:
             price=price,
             method=payment_method,
             context=context.child() if context is not None else Context(),
-            started_at=time.time(),
+            started_at=started_at,
+            payment_deadline=started_at + self.machine.timeouts.payment if paying_now else None,
             free_vend=free_vend,
             provider=provider.platform if provider is not None else None,
             stock_after=self.stock[slot],

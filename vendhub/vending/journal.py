@@ -183,6 +183,7 @@ def session_from_json(text: str) -> VendSession:
         refunded=money(data.get("refunded")),
         credit_left=money(data.get("credit_left")),
         progress=data.get("progress") or {},
+        payment_deadline=data.get("payment_deadline"),
         finished_at=data.get("finished_at"),
     )
 

@@ -105,6 +105,9 @@ class VendSession:
     """Multi-vend: credit left for the next selection before the payment is closed."""
     progress: Mapping[str, Any] = field(default_factory=dict)
     """The provider's latest customer-facing step (``present_card``, ``scan_qr``, ...)."""
+    payment_deadline: float | None = None
+    """Wall-clock seconds by which the customer must have paid (the machine's payment
+    timeout from the selection); None when nothing is paid now (free vend, credit)."""
     finished_at: float | None = None
 
     @property
@@ -143,6 +146,7 @@ class VendSession:
             "refunded": self.refunded.amount if self.refunded else None,
             "credit_left": self.credit_left.amount if self.credit_left else None,
             "progress": dict(self.progress),
+            "payment_deadline": self.payment_deadline,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "context_id": self.context.id,

@@ -51,6 +51,8 @@ CANCELLABLE_STATES: Final = frozenset(
     {SessionState.selected.value, SessionState.authorizing.value, SessionState.authorized.value}
 )
 """Where ``vending.cancel`` still stops a session: before the dispense."""
+PAYING_STATES: Final = frozenset({SessionState.selected.value, SessionState.authorizing.value})
+"""Where the customer is paying (the payment screen shows the time left)."""
 OUTCOMES: Final = tuple(
     outcome.value
     for outcome in VendOutcome
@@ -120,6 +122,7 @@ ENGINE_PURCHASE: dict[str, Any] = {
         "dispense",
         "started",
         "ended",
+        "expires",
         "simulated",
         "backend",
         "context_id",
@@ -196,6 +199,10 @@ ENGINE_PURCHASE: dict[str, Any] = {
         "dispense": {**TEXT_OR_NULL, "description": "The board's outcome, once it ran."},
         "started": {"type": "string"},
         "ended": TEXT_OR_NULL,
+        "expires": {
+            **TEXT_OR_NULL,
+            "description": "While the customer pays: when the wait for payment times out.",
+        },
         "simulated": {"const": False},
         "backend": {"const": BACKEND_ENGINE},
         "context_id": {"type": "string"},
@@ -344,6 +351,7 @@ def purchase_json(session: dict[str, Any]) -> dict[str, Any]:
         "dispense": _text(session.get("dispense")),
         "started": _iso(session.get("started_at")) or "",
         "ended": _iso(session.get("finished_at")),
+        "expires": _iso(session.get("payment_deadline")) if state in PAYING_STATES else None,
         "simulated": False,
         "backend": BACKEND_ENGINE,
         "context_id": str(session.get("context_id") or ""),
