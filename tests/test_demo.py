@@ -66,3 +66,31 @@ async def test_low_stock_in_the_demo_raises_an_alarm_and_emails_the_driver(
         assert any(trace["outcome"] == "ran" for trace in traces), traces
     finally:
         await hub.async_stop()
+
+
+async def test_the_demos_own_machine_sells_through_the_vend_engine(
+    demo_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """demo_kiosk is a machine of the vending: block (the engine, a simulator board, the
+    instant test providers): a card sale completes and shows in the fleet's figures."""
+    monkeypatch.setenv("VENDHUB_HTTP_PORT", "0")
+    prepared = await asyncio.to_thread(prepare, demo_config)
+    assert prepared.issues == []
+    hub, report = await async_start_hub(prepared)
+    try:
+        assert report.failed == {}
+        assert hub.data["vending"].broken == {}
+        machine = hub.states.get("machine.demo_kiosk")
+        assert machine is not None and machine.state == "online"
+        assert machine.attributes["mode"] == "normal"
+        sold = await hub.services.async_call(
+            "vending",
+            "select",
+            {"machine_id": "demo_kiosk", "slot": "A1", "method": "card", "timeout": 30},
+        )
+        assert (sold["outcome"], sold["price"], sold["stock_after"]) == ("completed", 180, 5)
+        assert hub.states.get("slot.demo_kiosk_a1").state == "5"
+        machine = hub.states.get("machine.demo_kiosk")
+        assert (machine.attributes["sales_today"], machine.attributes["revenue_today"]) == (1, 180)
+    finally:
+        await hub.async_stop()
