@@ -8,7 +8,6 @@ reaches whichever broker it uses.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -85,16 +84,6 @@ def _empty_is_defaults(value: Any) -> Any:
     return {} if value is None else value
 
 
-def _existing_file(value: Any) -> str:
-    """A path to a file that exists and can be read (a certificate or a key)."""
-    path = cv.string(value)
-    if not os.path.isfile(path):
-        raise vol.Invalid(f"no such file: {path}")
-    if not os.access(path, os.R_OK):
-        raise vol.Invalid(f"the file {path} cannot be read by the hub's user")
-    return path
-
-
 def _listen_host(value: Any) -> str:
     """An IPv4 address or a host name to listen on; amqtt cannot listen on IPv6 addresses."""
     host = cv.string(value).strip()
@@ -112,9 +101,9 @@ EMBEDDED_TLS_SCHEMA = vol.Schema(
     {
         vol.Optional("host"): _listen_host,  # default: the embedded broker's host
         vol.Optional("port", default=DEFAULT_EMBEDDED_TLS_PORT): cv.port,
-        vol.Required("certfile"): _existing_file,
-        vol.Required("keyfile"): _existing_file,
-        vol.Optional("cafile"): _existing_file,  # client certificates signed by it are checked
+        vol.Required("certfile"): cv.readable_file,
+        vol.Required("keyfile"): cv.readable_file,
+        vol.Optional("cafile"): cv.readable_file,  # client certificates signed by it are checked
     }
 )
 

@@ -3,7 +3,6 @@ local vending machines to link to it."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +47,6 @@ def _prefix(value: Any) -> str:
     return text
 
 
-def _readable_file(value: Any) -> str:
-    path = cv.string(value)
-    if not os.path.isfile(path):
-        raise vol.Invalid(f"no such file: {path}")
-    if not os.access(path, os.R_OK):
-        raise vol.Invalid(f"the file {path} cannot be read by the hub's user")
-    return path
-
-
 def _machine_id(value: Any) -> str:
     text = cv.slug(value)
     if not protocol.is_machine_id(text):
@@ -69,9 +59,9 @@ def _machine_id(value: Any) -> str:
 
 TLS_SCHEMA = vol.Schema(
     {
-        vol.Optional("ca_certs"): _readable_file,
-        vol.Optional("certfile"): _readable_file,
-        vol.Optional("keyfile"): _readable_file,
+        vol.Optional("ca_certs"): cv.readable_file,
+        vol.Optional("certfile"): cv.readable_file,
+        vol.Optional("keyfile"): cv.readable_file,
         vol.Optional("insecure", default=False): cv.boolean,
     }
 )

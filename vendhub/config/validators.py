@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import zoneinfo
 from collections.abc import Callable
@@ -170,6 +171,16 @@ def boolean(value: Any) -> bool:
     raise vol.Invalid(
         f"expected a boolean (true/false, yes/no, on/off), got {describe_value(value)}"
     )
+
+
+def readable_file(value: Any) -> str:
+    """The path of a file that exists and that the hub's user can read (a certificate, a key)."""
+    path = string(value)
+    if not os.path.isfile(path):
+        raise vol.Invalid(f"no such file: {path}")
+    if not os.access(path, os.R_OK):
+        raise vol.Invalid(f"the file {path} cannot be read by the hub's user")
+    return path
 
 
 def string(value: Any) -> str:

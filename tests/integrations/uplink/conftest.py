@@ -142,6 +142,18 @@ class MachineHub:
 MachineStarter = Callable[[], Awaitable[MachineHub]]
 
 
+async def linked(fleet: Fleet, machine_hub: MachineStarter, *, drained: bool = False) -> MachineHub:
+    """Start the machine hub, let the fleet adopt it and wait until the machine confirmed the
+    fleet's first config (and, ``drained``, until its outbox is empty)."""
+    machine = await machine_hub()
+    await machine.link.agent.wait_connected(10)
+    await fleet.adopt()
+    await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_applied_version"] == 1)
+    if drained:
+        await machine.link.agent.wait_drained(10)
+    return machine
+
+
 @pytest.fixture
 async def machine_hub(
     tmp_path: Path, broker: Mosquitto, prefix: str

@@ -14,7 +14,7 @@ from tests.mosquitto import Mosquitto
 from vendhub.plugins.manager import DATA_INTEGRATIONS
 from vendhub.vending.session import VendRefused
 
-from .conftest import MACHINE_ID, Fleet, MachineStarter
+from .conftest import MACHINE_ID, Fleet, MachineStarter, linked
 
 
 async def test_a_vend_on_the_machine_hub_is_in_the_fleet_ledger_once(
@@ -47,11 +47,7 @@ async def test_a_vend_on_the_machine_hub_is_in_the_fleet_ledger_once(
 async def test_vends_while_the_broker_is_down_arrive_once_it_is_back(
     fleet: Fleet, machine_hub: MachineStarter, broker: Mosquitto
 ) -> None:
-    machine = await machine_hub()
-    await machine.link.agent.wait_connected(10)
-    await fleet.adopt()
-    await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_applied_version"] == 1)
-    await machine.link.agent.wait_drained(10)
+    machine = await linked(fleet, machine_hub, drained=True)
 
     broker.stop()
     try:
@@ -76,11 +72,7 @@ async def test_vends_while_the_broker_is_down_arrive_once_it_is_back(
 async def test_a_vend_kept_in_the_outbox_survives_a_restart_of_the_machine_hub(
     fleet: Fleet, machine_hub: MachineStarter, broker: Mosquitto
 ) -> None:
-    machine = await machine_hub()
-    await machine.link.agent.wait_connected(10)
-    await fleet.adopt()
-    await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_applied_version"] == 1)
-    await machine.link.agent.wait_drained(10)
+    machine = await linked(fleet, machine_hub, drained=True)
 
     broker.stop()
     try:
@@ -127,10 +119,7 @@ async def test_a_vend_that_ends_while_the_uplink_is_not_loaded_comes_from_the_jo
 async def test_a_price_change_on_the_fleet_reaches_the_engine_and_is_confirmed(
     fleet: Fleet, machine_hub: MachineStarter
 ) -> None:
-    machine = await machine_hub()
-    await machine.link.agent.wait_connected(10)
-    await fleet.adopt()
-    await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_applied_version"] == 1)
+    machine = await linked(fleet, machine_hub)
     engine = machine.link.engine
 
     # A customer is paying when the price changes: the session keeps its price.
@@ -169,10 +158,7 @@ async def test_a_price_change_on_the_fleet_reaches_the_engine_and_is_confirmed(
 async def test_a_mode_change_on_the_fleet_stops_sales_and_is_confirmed(
     fleet: Fleet, machine_hub: MachineStarter
 ) -> None:
-    machine = await machine_hub()
-    await machine.link.agent.wait_connected(10)
-    await fleet.adopt()
-    await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_applied_version"] == 1)
+    machine = await linked(fleet, machine_hub)
 
     await fleet.hub.services.async_call(
         "mqtt", "publish_config", {"machine_id": MACHINE_ID, "mode": "out_of_order"}
@@ -195,10 +181,7 @@ async def test_a_mode_change_on_the_fleet_stops_sales_and_is_confirmed(
 async def test_a_slot_the_machine_lacks_is_rejected_and_stays_pending(
     fleet: Fleet, machine_hub: MachineStarter
 ) -> None:
-    machine = await machine_hub()
-    await machine.link.agent.wait_connected(10)
-    await fleet.adopt()
-    await until(lambda: fleet.attributes(f"machine.{MACHINE_ID}")["config_applied_version"] == 1)
+    machine = await linked(fleet, machine_hub)
 
     await fleet.hub.services.async_call(
         "mqtt",
