@@ -437,10 +437,9 @@ class MachineLink:
             "vend_id": data.get("vend_id"),
             "ts": event["ts"].isoformat(),
         }
-        if "reason" in data:
-            result["reason"] = data["reason"]
-        if "stock" in data:
-            result["stock"] = data["stock"]
+        for optional in ("reason", "stock", "payment_provider", "payment_reference"):
+            if optional in data:
+                result[optional] = data[optional]
         return result
 
     def _vend_started(

@@ -600,6 +600,8 @@ _VEND_DATA = {
     vol.Optional("vend_id"): EVENT_ID,
     vol.Optional("stock"): COUNT,
     vol.Optional("cash_box"): COUNT,
+    vol.Optional("payment_provider"): TEXT,
+    vol.Optional("payment_reference"): TEXT,
 }
 
 EVENT_DATA_SCHEMAS: Final[Mapping[str, vol.Schema]] = {

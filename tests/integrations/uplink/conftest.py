@@ -25,7 +25,7 @@ from tests.integrations.mqtt.conftest import (
 from tests.mosquitto import Mosquitto
 from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.hub import Hub
-from vendhub.recorder.models import VendTransaction
+from vendhub.recorder.models import Payment, VendTransaction
 from vendhub.recorder.recorder import Recorder
 from vendhub_integrations.mqtt.runtime import MqttRuntime
 from vendhub_integrations.uplink.machine_link import MachineUplink
@@ -73,6 +73,15 @@ class Fleet:
                     select(VendTransaction)
                     .where(VendTransaction.machine_id == machine_id)
                     .order_by(VendTransaction.id)
+                )
+            )
+
+    def payments(self, machine_id: str = MACHINE_ID) -> list[Any]:
+        """The fleet ledger's payment rows of ``machine_id``, oldest first."""
+        with self.recorder.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(Payment).where(Payment.machine_id == machine_id).order_by(Payment.id)
                 )
             )
 

@@ -40,6 +40,13 @@ async def test_a_vend_on_the_machine_hub_is_in_the_fleet_ledger_once(
         "completed",
     )
     assert row.payment_method == "card"
+    # The fleet's payment row names the machine's provider and its reference of the payment.
+    (payment,) = fleet.payments()
+    assert (payment.provider, payment.provider_reference, payment.amount) == (
+        "instant",
+        session["authorization"]["reference"],
+        150,
+    )
     await until(lambda: fleet.state(f"slot.{MACHINE_ID}_a1") == "4")
     assert len(fleet.vends()) == 1
 
