@@ -55,7 +55,7 @@ def build_entities(
             info,
             code,
             plan.product,
-            plan.price,
+            engine.price_of(code),
             plan.capacity,
             engine.stock.get(code, 0),
             plan.fill_level,
@@ -63,6 +63,15 @@ def build_entities(
         for code, plan in engine.machine.planogram.items()
     }
     return machine, slots
+
+
+def reprice(engine: VendEngine, slots: dict[str, SlotEntity]) -> None:
+    """Show the prices in force now (a price window started or ended, the lists changed)."""
+    for code, entity in slots.items():
+        price = engine.price_of(code)
+        if entity.price != price and entity.entity_id is not None:
+            entity.set_plan(entity.product, price, entity.capacity, entity.par)
+            entity.async_write_state()
 
 
 def follow_engine(
@@ -79,7 +88,7 @@ def follow_engine(
     def on_plan(slot: str, plan: SlotPlan, context: Context | None) -> None:
         entity = slots.get(slot)
         if entity is not None and entity.entity_id is not None:
-            entity.set_plan(plan.product, plan.price, plan.capacity, plan.fill_level)
+            entity.set_plan(plan.product, engine.price_of(slot), plan.capacity, plan.fill_level)
             entity.async_write_state(context)
 
     def on_mode(mode: MachineMode) -> None:

@@ -8,17 +8,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vendhub.config.errors import ConfigError
+from vendhub.core.timers import async_track_point_in_time
 from vendhub.helpers.entity_platform import async_add_entities
 from vendhub.machine.entities import MachineInfo, SlotEntity
-from vendhub.vending.engine import MachineSetup, Timeouts, VendEngine
+from vendhub.util.dt import utcnow
+from vendhub.vending.engine import MachineSetup, Pricing, Timeouts, VendEngine
 from vendhub.vending.journal import VendJournal
 from vendhub.vending.planogram import SlotPlan
+from vendhub.vending.pricing import DATA_PRICING, EVENT_PRICE_LISTS_CHANGED, PriceBook
 
-from .entities import LocalMachineEntity, build_entities, follow_engine
+from .entities import LocalMachineEntity, build_entities, follow_engine, reprice
 from .platforms import resolve_dispenser, resolve_provider
 from .schema import CONF_MACHINES
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pluggy
 
     from vendhub.core.hub import Hub
@@ -55,6 +60,8 @@ class VendingRuntime:
         self.machines: dict[str, LocalMachine] = {}
         self.broken: dict[str, str] = {}
         """Machines that could not be set up, with the reason (the others run)."""
+        self._price_timer: Callable[[], None] | None = None
+        self._unsubscribe_prices: Callable[[], None] | None = None
 
     def engine(self, machine_id: str) -> VendEngine:
         machine = self.machines.get(machine_id)
@@ -81,6 +88,38 @@ class VendingRuntime:
                     error,
                     exc_info=not isinstance(error, ValueError | ConfigError),
                 )
+        self._unsubscribe_prices = self.hub.bus.async_listen(
+            EVENT_PRICE_LISTS_CHANGED, lambda _event: self._reprice()
+        )
+        self._reprice()
+
+    # ---- time-of-day prices (the catalog's price lists) -----------------------------------
+
+    def _pricing(self, machine_id: str) -> Pricing:
+        """The price in force of a slot of ``machine_id``, read from the hub's price book at
+        each call (lists replaced while the hub runs apply at once)."""
+
+        def price_in_force(slot: str, product: str, planned: int, moment: datetime) -> int:
+            book: PriceBook | None = self.hub.data.get(DATA_PRICING)
+            if book is None:
+                return planned
+            return book.price_at(machine_id, slot, product, planned, moment)
+
+        return price_in_force
+
+    def _reprice(self) -> None:
+        """Show the prices in force on the slot entities, and wake at the next window edge."""
+        if self._price_timer is not None:
+            self._price_timer()
+            self._price_timer = None
+        for machine in self.machines.values():
+            reprice(machine.engine, machine.slot_entities)
+        book: PriceBook | None = self.hub.data.get(DATA_PRICING)
+        edge = book.next_change(self.machines, utcnow()) if book is not None else None
+        if edge is not None:
+            self._price_timer = async_track_point_in_time(
+                self.hub, lambda _now: self._reprice(), edge
+            )
 
     def build_setup(self, machine_id: str, config: Mapping[str, Any]) -> MachineSetup:
         """The engine's MachineSetup from one validated machine block."""
@@ -114,6 +153,7 @@ class VendingRuntime:
             providers=providers,
             mode=config["mode"],
             timeouts=Timeouts(**config["timeouts"]),
+            pricing=self._pricing(machine_id),
         )
 
     async def _async_setup_machine(self, machine_id: str, config: Mapping[str, Any]) -> None:
@@ -136,6 +176,10 @@ class VendingRuntime:
         machine.unsubscribe = follow_engine(engine, machine_entity, slots)
 
     async def async_stop(self) -> None:
+        for cancel in (self._price_timer, self._unsubscribe_prices):
+            if cancel is not None:
+                cancel()
+        self._price_timer = self._unsubscribe_prices = None
         for machine in self.machines.values():
             for unsubscribe in machine.unsubscribe:
                 unsubscribe()

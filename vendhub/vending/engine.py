@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from vendhub.const import (
@@ -37,6 +38,7 @@ from vendhub.const import (
     EVENT_VEND_STARTED,
 )
 from vendhub.core.context import Context
+from vendhub.util.dt import utcnow
 from vendhub.vending.dispenser import (
     DispenseOutcome,
     Dispenser,
@@ -82,6 +84,8 @@ _CAPTURE_ATTEMPTS = 3
 _RELEASE_STARTS = 3
 """Starts at which a release of a payment cut off while authorizing is tried before giving up."""
 
+Pricing = Callable[[str, str, int, datetime], int]
+"""``pricing(slot, product, planned_price, moment)``: the price in force then."""
 StockListener = Callable[[str, int, Context | None], None]
 ModeListener = Callable[[MachineMode], None]
 PlanListener = Callable[[str, SlotPlan, Context | None], None]
@@ -124,6 +128,9 @@ class MachineSetup:
     mode: MachineMode = MachineMode.normal
     timeouts: Timeouts = field(default_factory=Timeouts)
     name: str | None = None
+    pricing: Pricing | None = None
+    """The price in force of a slot at a moment (time-of-day price lists), from its planned
+    price; None: the planogram's prices."""
 
     def __post_init__(self) -> None:
         check_planogram(self.planogram, self.stock)
@@ -243,6 +250,15 @@ class VendEngine:
                 return None
         return snapshot
 
+    def price_of(self, slot: str, moment: datetime | None = None) -> int:
+        """What ``slot`` costs at ``moment`` (now): its planned price with the price list in
+        force applied (``MachineSetup.pricing``)."""
+        plan = self.machine.planogram[slot]
+        pricing = self.machine.pricing
+        if pricing is None:
+            return plan.price
+        return pricing(slot, plan.product, plan.price, moment or utcnow())
+
     @property
     def active_session(self) -> VendSession | None:
         return self._sessions.get(self._active) if self._active else None
@@ -307,7 +323,7 @@ class VendEngine:
                 VendOutcome.busy,
                 f"machine {self.machine_id} is busy with session {self._active}",
             )
-        price = Money(plan.price, self.machine.currency)
+        price = Money(self.price_of(slot), self.machine.currency)
         credit = self._take_open_credit(payment_method, price)
         if credit is not None:
             provider = credit.provider
