@@ -48,7 +48,7 @@ from vendhub.helpers.storage import Store
 from vendhub.machine import protocol
 from vendhub.machine.agent import CommandError, MachineAgent, UnknownCommand
 from vendhub.vending.journal import read_ledger_sessions
-from vendhub.vending.outcomes import ledger_data
+from vendhub.vending.outcomes import ledger_data, ledger_event
 from vendhub.vending.planogram import MachineMode
 
 from . import messages
@@ -72,6 +72,11 @@ an unload 2 s; a session that ends later is found in the journal at the next sta
 AGENT_STOP_TIMEOUT = 0.5
 """Seconds the agent gets to say ``offline`` and disconnect cleanly at unload."""
 STATUS_TIMEOUT = 5.0
+_PROTOCOL_VEND_EVENTS = {
+    EVENT_VEND_COMPLETED: protocol.EVENT_VEND_COMPLETED,
+    EVENT_VEND_FAILED: protocol.EVENT_VEND_FAILED,
+}
+"""The hub's ledger events → the machine protocol's events of the same meaning."""
 PLAN_STORE_VERSION = 1
 
 
@@ -180,12 +185,7 @@ class MachineUplink:
         return event.data.get("machine_id") == self.machine_id
 
     def _on_vend(self, event: Event) -> None:
-        name = (
-            protocol.EVENT_VEND_COMPLETED
-            if event.event_type == EVENT_VEND_COMPLETED
-            else protocol.EVENT_VEND_FAILED
-        )
-        self._store(messages.vend_event(name, event.data))
+        self._store(messages.vend_event(_PROTOCOL_VEND_EVENTS[event.event_type], event.data))
 
     def _on_restocked(self, event: Event) -> None:
         self._store(messages.restocked_event(event.data))
@@ -235,11 +235,7 @@ class MachineUplink:
         for session in sessions:
             if self.agent.outbox.contains(session.id):
                 continue
-            name = (
-                protocol.EVENT_VEND_COMPLETED
-                if session.outcome is not None and session.outcome.value == "completed"
-                else protocol.EVENT_VEND_FAILED
-            )
+            name = _PROTOCOL_VEND_EVENTS[ledger_event(session)]
             finished = datetime.fromtimestamp(session.finished_at or session.started_at, UTC)
             ts = protocol.format_time(finished)
             missing.append(messages.vend_event(name, ledger_data(session), ts=ts))

@@ -54,6 +54,7 @@ from vendhub.vending.outcomes import (
     EVENT_VEND_SESSION_UPDATED,
     EVENT_VENDING_MODE_CHANGED,
     ledger_data,
+    ledger_event,
     payment_data,
 )
 from vendhub.vending.payment import (
@@ -1236,11 +1237,7 @@ class VendEngine:
         """Fire the ledger event again; the recorder writes it once (keyed by session id)."""
         if self.hub.data.get(_DATA_RECORDER) is not None:
             self._awaiting_record.add(session.id)
-        self._fire(
-            EVENT_VEND_COMPLETED if session.state is SessionState.completed else EVENT_VEND_FAILED,
-            ledger_data,
-            session,
-        )
+        self._fire(ledger_event(session), ledger_data, session)
         if session.id not in self._awaiting_record:
             await self.journal.async_set_flags(session.id, recorded=True)
         self._wake_waiters(session.id)

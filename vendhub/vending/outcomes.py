@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from vendhub.const import EVENT_VEND_COMPLETED, EVENT_VEND_FAILED
 from vendhub.util.dt import utcnow
-from vendhub.vending.session import VendSession
+from vendhub.vending.session import SessionState, VendSession
 
 # Every change of a session (new state, provider progress): data is VendSession.as_dict().
 EVENT_VEND_SESSION_UPDATED: Final = "vend_session_updated"
@@ -38,6 +39,12 @@ def payment_data(session: VendSession) -> dict[str, Any]:
         "amount": session.price.amount,
         "currency": session.price.currency,
     }
+
+
+def ledger_event(session: VendSession) -> str:
+    """The ledger event of a finished session: ``vend_completed`` when it sold, else
+    ``vend_failed``."""
+    return EVENT_VEND_COMPLETED if session.state is SessionState.completed else EVENT_VEND_FAILED
 
 
 def ledger_data(session: VendSession) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _whole(value: Any) -> int | None:
+def whole_or_none(value: Any) -> int | None:
+    """``value`` when it is a whole number (not a boolean), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -195,9 +196,9 @@ class Fleet:
         available = state.state != STATE_UNAVAILABLE
         code = _text(attributes.get("slot"))
         product = _text(attributes.get("product"))
-        price = _whole(attributes.get("price"))
-        capacity = _whole(attributes.get("capacity"))
-        par = _whole(attributes.get("par_level"))
+        price = whole_or_none(attributes.get("price"))
+        capacity = whole_or_none(attributes.get("capacity"))
+        par = whole_or_none(attributes.get("par_level"))
         locked = attributes.get("locked")
         live = self._live_slot(entry.integration, state.entity_id) if entry is not None else None
         if code is None and live is not None:
@@ -294,8 +295,8 @@ class Fleet:
             "location": _text(attributes.get("location")),
             "currency": machine.currency,
             "link": machine.link,
-            "sales_today": _whole(attributes.get("sales_today")),
-            "revenue_today": _whole(attributes.get("revenue_today")),
+            "sales_today": whole_or_none(attributes.get("sales_today")),
+            "revenue_today": whole_or_none(attributes.get("revenue_today")),
             "slot_count": len(slots),
             "stock": self.stock_summary(machine.machine_id),
             "open_alarms": self.open_alarms(machine.machine_id),

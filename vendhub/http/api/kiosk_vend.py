@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from vendhub.http.api.calls import call_service
+from vendhub.http.api.fleet import whole_or_none
 from vendhub.http.errors import ApiError, bad_request, not_found
 from vendhub.vending.outcomes import EVENT_VEND_SESSION_UPDATED
 from vendhub.vending.payment import PaymentMethod
@@ -279,10 +280,6 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _whole(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _iso(timestamp: Any) -> str | None:
     if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
         return None
@@ -301,7 +298,7 @@ def _reason_code(reason: Any) -> str | None:
 def _authorized_credit(session: dict[str, Any]) -> int | None:
     authorization = session.get("authorization")
     credit = authorization.get("credit") if isinstance(authorization, dict) else None
-    return _whole(credit.get("amount")) if isinstance(credit, dict) else None
+    return whole_or_none(credit.get("amount")) if isinstance(credit, dict) else None
 
 
 def purchase_json(session: dict[str, Any]) -> dict[str, Any]:
@@ -314,11 +311,11 @@ def purchase_json(session: dict[str, Any]) -> dict[str, Any]:
     finished = state in FINISHED_STATES or outcome is not None
     method = str(session["payment_method"])
     price = int(session["price"])
-    step_credit = _whole(progress.get("credit"))
+    step_credit = whole_or_none(progress.get("credit"))
     credit = 0
     if method == PaymentMethod.cash.value:
         credit = step_credit if step_credit is not None else _authorized_credit(session) or 0
-    refunded = _whole(session.get("refunded")) or 0
+    refunded = whole_or_none(session.get("refunded")) or 0
     return {
         "id": session["session_id"],
         "machine_id": session["machine_id"],
@@ -344,10 +341,10 @@ def purchase_json(session: dict[str, Any]) -> dict[str, Any]:
         "credit": credit,
         "due": max(0, price - credit) if method == PaymentMethod.cash.value else 0,
         "payment_url": _text(progress.get("qr")),
-        "change": _whole(session.get("change")) or 0,
+        "change": whole_or_none(session.get("change")) or 0,
         "refunded": refunded > 0,
         "refund_amount": refunded,
-        "credit_left": _whole(session.get("credit_left")),
+        "credit_left": whole_or_none(session.get("credit_left")),
         "dispense": _text(session.get("dispense")),
         "started": _iso(session.get("started_at")) or "",
         "ended": _iso(session.get("finished_at")),
