@@ -52,6 +52,8 @@ _LOGGER = logging.getLogger(__name__)
 EFFECT_DONE = "done"
 EFFECT_REPEAT = "repeat"  # asked again (after a restart): nothing happened twice
 EFFECT_NOTHING = "nothing"  # a release of a session no authorize reached
+KEEP_PAYMENTS = 32
+"""Payments remembered (capture, void, refund and close of older ones fail as unknown)."""
 
 
 def _method(value: Any) -> PaymentMethod:
@@ -125,6 +127,9 @@ class InstantPaymentProvider(PaymentProvider):
             self.payments[reference] = _Payment(
                 record["amount"], record["currency"], record.get("credit") or record["amount"]
             )
+            if len(self.payments) > KEEP_PAYMENTS:
+                # A demo that sells for months forgets the oldest (dicts keep insertion order).
+                del self.payments[next(iter(self.payments))]
             return
         payment = self.payments.get(reference)
         if payment is None or record.get("effect") != EFFECT_DONE:

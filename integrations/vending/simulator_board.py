@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +30,10 @@ from .validators import seconds_or_zero, slot_code
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
+
+KEEP_COMMANDS = 32
+"""Dispense commands remembered in ``commands``: the latest, so that a demo that sells for
+months does not grow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ class SimulatorDispenser(Dispenser):
         self.no_drop_slots = frozenset(options.get("no_drop_slots", ()))
         self.drop_sensor = bool(options.get("drop_sensor", True))
         self.offline = bool(options.get("offline", False))
-        self.commands: list[DispenseCommand] = []
+        self.commands: deque[DispenseCommand] = deque(maxlen=KEEP_COMMANDS)
         self.dropped: dict[str, int] = {}
         self._injected: dict[str, list[DispenseOutcome | BaseException]] = {}
 

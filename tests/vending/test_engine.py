@@ -13,6 +13,7 @@ from tests.vending.conftest import PLANOGRAM, Machine
 from vendhub.core.context import Context
 from vendhub.core.events import Event
 from vendhub.core.hub import Hub
+from vendhub.vending import engine as engine_module
 from vendhub.vending.dispenser import DispenseOutcome, DispenserError
 from vendhub.vending.engine import MachineSetup, Timeouts, VendEngine
 from vendhub.vending.journal import VendJournal, read_journal
@@ -186,7 +187,7 @@ async def test_a_declined_payment_dispenses_nothing(machine: Machine, events: Ev
     assert final.state is SessionState.failed
     assert final.outcome is VendOutcome.declined and final.reason == "declined"
     assert engine.stock["A1"] == 5
-    assert engine.machine.dispenser.commands == []
+    assert not engine.machine.dispenser.commands
     (declined,) = events("payment_declined")
     assert declined.context.id == session.context.id
     assert declined.data["amount"] == 150 and declined.data["reason"] == "declined"
@@ -208,6 +209,22 @@ async def test_a_session_of_before_a_restart_is_read_from_the_journal(
     restarted = await machine.start()
     assert restarted.session(session.id) == final
     assert restarted.session("0" * 32) is None
+
+
+async def test_sessions_past_those_kept_in_memory_are_read_from_the_journal(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "SESSIONS_IN_MEMORY", 2)
+    engine = await machine.start()
+    finals = []
+    for _ in range(4):
+        session = await engine.async_select(slot="A1", method="card")
+        finals.append(await engine.async_wait(session.id, timeout=5))
+
+    assert len(engine._sessions) == 2, "only the latest stay in memory"
+    for final in finals:
+        assert engine.session(final.id) == final
+        assert await engine.async_wait(final.id) == final
 
 
 async def test_a_jam_voids_raises_an_alarm_and_keeps_the_stock(
@@ -266,7 +283,7 @@ async def test_a_payment_timeout_charges_nothing(machine: Machine, events: Event
     final = await engine.async_wait(session.id, timeout=5)
     assert final.outcome is VendOutcome.payment_timeout
     assert read_ledger(machine.ledger_file) == []
-    assert engine.machine.dispenser.commands == []
+    assert not engine.machine.dispenser.commands
     assert events("vend_failed") == []
 
 
@@ -278,7 +295,7 @@ async def test_cancel_while_paying_charges_nothing(machine: Machine) -> None:
     assert cancelled.outcome is VendOutcome.cancelled
     assert cancelled.state is SessionState.failed
     assert read_ledger(machine.ledger_file) == []
-    assert engine.machine.dispenser.commands == []
+    assert not engine.machine.dispenser.commands
     # The machine is free again.
     engine.machine.providers[0].approval_delay = 0
     again = await engine.async_select(slot="A1", method="card")
@@ -449,7 +466,7 @@ async def test_a_cancel_before_the_provider_is_asked_asks_nothing(machine: Machi
     cancelled = await engine.async_cancel(session.id)
     assert cancelled.outcome is VendOutcome.cancelled
     assert read_ledger(machine.ledger_file) == []
-    assert engine.machine.dispenser.commands == []
+    assert not engine.machine.dispenser.commands
     steps = [(row.step, row.phase) for row in machine.journals[0].steps(session.id)]
     assert steps == [("authorize", "begin"), ("authorize", "done")]
 

@@ -117,6 +117,56 @@ async def test_commits_leave_checkpoints_to_the_checkpoint_thread(
         await reopened.async_close()
 
 
+async def _commit_every(journal: VendJournal, interval: float, seconds: float, first: int) -> int:
+    """Commit one session every ``interval`` for ``seconds``; how many."""
+    until = time.monotonic() + seconds
+    number = first
+    while time.monotonic() < until:
+        await journal.async_save(_session(number), "authorize", "begin")
+        number += 1
+        await asyncio.sleep(interval)
+    return number - first
+
+
+async def test_checkpoints_wait_for_a_lull_in_the_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL", 0.05)
+    monkeypatch.setattr(journal_module, "CHECKPOINT_WHEN_IDLE", 0.3)
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path)
+    await journal.async_open()
+    try:
+        # A commit every 20 ms for a second: never a lull of 0.3 s, so no checkpoint.
+        committed = await _commit_every(journal, 0.02, 1.0, first=0)
+        assert committed > 20
+        assert _sessions_in_database_file(path, tmp_path / "copy.db") == 0
+        # Then a lull: the log goes into the database file.
+        await eventually(
+            lambda: _sessions_in_database_file(path, tmp_path / "copy.db") == committed,
+            timeout=10,
+        )
+    finally:
+        await journal.async_close()
+
+
+async def test_a_journal_that_never_pauses_is_checkpointed_anyway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL", 0.05)
+    monkeypatch.setattr(journal_module, "CHECKPOINT_WHEN_IDLE", 0.3)
+    monkeypatch.setattr(journal_module, "CHECKPOINT_AT_LATEST", 0.5)
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path)
+    await journal.async_open()
+    try:
+        await _commit_every(journal, 0.02, 1.5, first=0)
+        # Checked before any lull: what is in the file was checkpointed while committing.
+        assert _sessions_in_database_file(path, tmp_path / "copy.db") > 0
+    finally:
+        await journal.async_close()
+
+
 async def test_no_commit_runs_a_checkpoint_itself(tmp_path: Path) -> None:
     """The writer's connection has SQLite's automatic checkpoint turned off: however many
     pages the log holds, a commit only appends to it (the checkpoint thread copies them)."""

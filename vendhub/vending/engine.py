@@ -39,6 +39,7 @@ from vendhub.const import (
 )
 from vendhub.core.context import Context
 from vendhub.util.dt import utcnow
+from vendhub.util.timeouts import SharedTimeout
 from vendhub.vending.dispenser import (
     DispenseOutcome,
     Dispenser,
@@ -80,7 +81,10 @@ _LOGGER = logging.getLogger(__name__)
 # by name so that the engine does not import the recorder and its database drivers.
 _DATA_RECORDER = "recorder"
 _ALARM_DOMAIN = "alarm"
-_KEEP_FINISHED = 200  # finished sessions kept in memory for session() / async_wait()
+SESSIONS_IN_MEMORY = 16
+"""Finished sessions kept in memory per machine (``session()`` reads older ones from the
+journal). Few: a running hub whose memory stops growing never runs the garbage collector's
+full collections, which stall the event loop for milliseconds (docs/vending.md, "Performance")."""
 _CAPTURE_ATTEMPTS = 3
 _RELEASE_STARTS = 3
 """Starts at which a release of a payment cut off while authorizing is tried before giving up."""
@@ -182,6 +186,11 @@ class VendEngine:
         self._unjournalled_stock: dict[str, tuple[str, int]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
+        # The waits of every session, each with one timer for all sessions (not one a wait).
+        self._payment_timeout = SharedTimeout(machine.timeouts.payment)
+        self._dispense_timeout = SharedTimeout(machine.timeouts.dispense)
+        self._capture_timeout = SharedTimeout(machine.timeouts.capture)
+        self._close_timeout = SharedTimeout(machine.timeouts.void)
         self.resolved_after_restart: list[VendSession] = []
         """Sessions that ``async_start`` found unfinished and resolved (for tests, logs)."""
 
@@ -237,13 +246,21 @@ class VendEngine:
             await self.machine.dispenser.async_stop()
         except Exception:
             _LOGGER.exception("Dispenser of %s did not stop cleanly", self.machine_id)
+        for timeout in (
+            self._payment_timeout,
+            self._dispense_timeout,
+            self._capture_timeout,
+            self._close_timeout,
+        ):
+            timeout.close()
         self._started = False
 
     # ---- what callers use ---------------------------------------------------------------
 
     def session(self, session_id: str) -> VendSession | None:
         """The latest snapshot of a session of this machine, or None: from memory for the
-        sessions of this run, else as the journal last saw it (before a restart)."""
+        latest sessions, else as the journal last saw it (older ones, and those of before a
+        restart)."""
         snapshot = self._sessions.get(session_id)
         if snapshot is None:
             snapshot = self._journal_session(session_id)
@@ -394,14 +411,16 @@ class VendEngine:
     async def async_wait(self, session_id: str, timeout: float | None = None) -> VendSession:
         """Wait until the session is finished and return its last snapshot."""
         finished = self._finished.get(session_id)
-        if finished is None:
-            snapshot = self._sessions.get(session_id)
-            if snapshot is None:
-                raise KeyError(f"no vend session {session_id!r} on machine {self.machine_id}")
-            return snapshot
-        async with asyncio.timeout(timeout):
-            await finished.wait()
-        return self._sessions[session_id]
+        if finished is not None:
+            if timeout is None:
+                await finished.wait()
+            else:
+                async with asyncio.timeout(timeout):
+                    await finished.wait()
+        snapshot = self.session(session_id)
+        if snapshot is None:
+            raise KeyError(f"no vend session {session_id!r} on machine {self.machine_id}")
+        return snapshot
 
     async def async_cancel(self, session_id: str) -> VendSession:
         """Cancel a session that has not reached the dispense; nothing is charged.
@@ -717,7 +736,7 @@ class VendEngine:
         assert task is not None
         self._paying[session_id] = task
         try:
-            async with asyncio.timeout(self.machine.timeouts.payment):
+            with self._payment_timeout.limit():
                 return await provider.async_authorize(request, progress)
         finally:
             del self._paying[session_id]
@@ -727,7 +746,7 @@ class VendEngine:
             session, "dispense", "begin", state=SessionState.dispensing
         )
         try:
-            async with asyncio.timeout(self.machine.timeouts.dispense):
+            with self._dispense_timeout.limit():
                 result = await self.machine.dispenser.async_dispense(session.slot, session.id)
         except TimeoutError:
             result = DispenseResult(DispenseOutcome.timeout, session.slot, detail="no answer")
@@ -787,7 +806,7 @@ class VendEngine:
         last_error: BaseException | None = None
         for attempt in range(_CAPTURE_ATTEMPTS):
             try:
-                async with asyncio.timeout(self.machine.timeouts.capture):
+                with self._capture_timeout.limit():
                     await provider.async_capture(authorization, session.price)
             except (PaymentError, TimeoutError, PaymentDeclined) as error:
                 last_error = error
@@ -904,7 +923,7 @@ class VendEngine:
         if journal_steps:
             await self.journal.async_step(session_id, "close", "begin")
         try:
-            async with asyncio.timeout(self.machine.timeouts.void):
+            with self._close_timeout.limit():
                 change = await provider.async_close(authorization)
         except Exception as error:
             _LOGGER.warning(
@@ -1359,9 +1378,9 @@ class VendEngine:
             finished.set()
 
     def _trim(self) -> None:
-        """Forget the oldest finished sessions beyond ``_KEEP_FINISHED`` (the dict keeps the
+        """Forget the oldest finished sessions beyond ``SESSIONS_IN_MEMORY`` (the dict keeps the
         order of selection, so only the few oldest are looked at)."""
-        excess = len(self._sessions) - _KEEP_FINISHED
+        excess = len(self._sessions) - SESSIONS_IN_MEMORY
         if excess <= 0:
             return
         for session_id in list(itertools.islice(self._sessions, excess)):
