@@ -25,7 +25,9 @@ class Mosquitto:
 
     ``stop()`` then ``start()`` keeps the port and the persistence file, as a broker restart
     does, so sessions and queued QoS 1 messages survive it. ``password_file``, ``acl_file``
-    and ``allow_anonymous=False`` make it check credentials and topics.
+    and ``allow_anonymous=False`` make it check credentials and topics. ``certfile`` and
+    ``keyfile`` (and ``cafile``, the CA that signed them) make the listener speak TLS only,
+    without asking clients for certificates (``require_certificate false``).
     """
 
     def __init__(
@@ -36,14 +38,28 @@ class Mosquitto:
         allow_anonymous: bool = True,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        certfile: Path | None = None,
+        keyfile: Path | None = None,
+        cafile: Path | None = None,
     ) -> None:
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("a TLS listener needs both certfile and keyfile")
+        if cafile is not None and certfile is None:
+            raise ValueError("cafile is for a TLS listener: give certfile and keyfile too")
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.config = folder / "mosquitto.conf"
         self.log = folder / "mosquitto.log"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
+        self.tls = certfile is not None
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if certfile is not None:
+            # Listener options: they apply to the 'listener' line above them.
+            lines += [f"certfile {certfile}", f"keyfile {keyfile}"]
+            if cafile is not None:
+                lines.append(f"cafile {cafile}")
+            lines.append("require_certificate false")
+        lines += [
             f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "persistence true",
             f"persistence_location {folder}/",
@@ -62,7 +78,7 @@ class Mosquitto:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start and wait until the port accepts connections."""
+        """Start and wait until the port accepts connections (TCP: a TLS listener too)."""
         self.process = subprocess.Popen(
             ["mosquitto", "-c", str(self.config)],
             stdout=subprocess.DEVNULL,

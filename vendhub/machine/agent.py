@@ -525,11 +525,14 @@ class MachineAgent:
                         delay,
                     )
                 else:
-                    _LOGGER.warning(
-                        "Machine %s cannot connect to %s (%s); retrying in %.1f s",
+                    hint = _certificate_hint(reason)
+                    # A broker it cannot verify is a setting to fix, not a flaky link.
+                    (_LOGGER.error if hint else _LOGGER.warning)(
+                        "Machine %s cannot connect to %s (%s)%s; retrying in %.1f s",
                         self.machine_id,
                         where,
                         reason,
+                        hint,
                         delay,
                     )
             else:
@@ -787,6 +790,17 @@ def _reason(error: BaseException) -> str:
     if cause is not None and (not str(error) or "Disconnected during" in text):
         text = str(cause) or type(cause).__name__
     return text
+
+
+def _certificate_hint(reason: str) -> str:
+    """What to fix when the broker's TLS certificate could not be verified ("" otherwise)."""
+    if "certificate verify failed" not in reason.lower():
+        return ""
+    return (
+        ": the broker's certificate is not signed by a CA this machine trusts, or is not for "
+        "this host name; give the CA file that signed it (tls: ca_certs) and the name the "
+        "certificate is for"
+    )
 
 
 _REFUSED_CREDENTIALS = frozenset({4, 5, 0x86, 0x87})
