@@ -22,9 +22,21 @@ Refunds in BTCPay are pull payments: the customer claims them at their link with
 and the store approves the payout. Greenfield has no idempotence keys, so each refund's pull
 payment carries a description ``vendhub:<session>:<what>`` and is looked for before another is
 requested. A cancelled authorize marks an unpaid invoice ``Invalid``; one already paid is
-refunded (or, still confirming, followed until it can be). ``async_release_session`` does the
-same after a restart that cut an authorize off, finding the session's invoices by
-``orderId`` (``GET /invoices?orderId=<session>``).
+refunded. ``async_release_session`` does the same after a restart that cut an authorize off,
+finding the session's invoices by ``orderId`` (``GET /invoices?orderId=<session>``).
+
+An invoice still confirming cannot be released yet, so it is *followed* (by webhook and by
+poll, as an authorize waits) for ``release_watch`` and refunded once settled. Each follow is
+saved (invoice, session, amount, the UTC time it ends, the store) to
+``.storage/crypto.<machine>.release_watches`` before the cancelled authorize re-raises and
+before ``async_release_session`` returns: the engine never counts as dealt with a payment that
+a restart could forget. ``async_start`` resumes the saved follows whose time has not run out
+(looking at the invoice at once) and drops the others with an INFO line (those of another
+store with an ERROR). A follow leaves the file when it ends (released, or its time ran out),
+never when the provider stops. A follow that cannot be saved still runs, with an ERROR;
+``async_release_session`` then raises ``PaymentError``, so the engine tries the release again
+at its next start. A file that cannot be read is logged at ERROR with its path, and the
+provider starts without it.
 """
 
 from __future__ import annotations
@@ -34,11 +46,14 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import voluptuous as vol
 
 from vendhub.config import validators as cv
+from vendhub.helpers.storage import StorageError, Store
+from vendhub.util.dt import utcnow
 from vendhub.vending.money import AmountError, Money, from_decimal_text, to_decimal_text
 from vendhub.vending.money import describe as describe_money
 from vendhub.vending.payment import (
@@ -73,6 +88,10 @@ PAID_PARTIAL = "PaidPartial"
 PAID_OVER = "PaidOver"
 SPEED_POLICIES = ("HighSpeed", "MediumSpeed", "LowMediumSpeed", "LowSpeed")
 
+RELEASE_WATCHES_VERSION: Final = 1
+RELEASE_WATCHES_SAVE_DELAY: Final = 1.0
+"""Seconds an ended follow may stay on disk: a restart in between only looks at it again."""
+
 
 def _seconds(value: Any) -> float:
     seconds = cv.time_period(value).total_seconds()
@@ -99,6 +118,41 @@ class _Follow:
     session_id: str
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     invoice: dict[str, Any] | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class _ReleaseWatch(_Follow):
+    """An invoice followed until it can be released, until ``until``; kept on disk."""
+
+    amount: Money
+    until: datetime
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "invoice_id": self.invoice_id,
+            "session_id": self.session_id,
+            "amount": self.amount.amount,
+            "currency": self.amount.currency,
+            "until": self.until.isoformat(),
+        }
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> _ReleaseWatch:
+        """Raises ``KeyError``, ``TypeError`` or ``ValueError`` for what ``stored`` cannot make."""
+        if not isinstance(raw, dict):
+            raise TypeError("not an object")
+        invoice_id, session_id = raw["invoice_id"], raw["session_id"]
+        if not (isinstance(invoice_id, str) and invoice_id and isinstance(session_id, str)):
+            raise ValueError("invoice_id and session_id must be text")
+        until = datetime.fromisoformat(raw["until"])
+        if until.tzinfo is None:
+            raise ValueError("until has no time zone")
+        return cls(
+            invoice_id,
+            session_id,
+            amount=Money(raw["amount"], raw["currency"]),
+            until=until,
+        )
 
 
 class CryptoProvider(PaymentProvider):
@@ -144,7 +198,13 @@ class CryptoProvider(PaymentProvider):
         """Invoice id → the last status fetched and checked (``Settled/PaidOver``)."""
         self.refunds_due: list[RefundDue] = []
         self._invoices: dict[str, tuple[str, Money]] = {}  # invoice id → (session, amount)
-        self._follows: dict[str, _Follow] = {}
+        self._follows: dict[str, _Follow] = {}  # invoice id → its running authorize
+        self._release_watches: dict[str, _ReleaseWatch] = {}
+        """Invoice id → its release follow, as saved. A stop leaves it here and on disk."""
+        self._release_store: Store[dict[str, Any]] = Store(
+            hub, f"crypto.{machine_id}.release_watches", RELEASE_WATCHES_VERSION
+        )
+        self._release_lock = asyncio.Lock()  # one release at a time: refunds look, then ask
         self._releases: set[asyncio.Task[None]] = set()
         self._mismatch_logged: set[str] = set()
 
@@ -171,6 +231,7 @@ class CryptoProvider(PaymentProvider):
                 "webhook_secret" if not self.webhook_secret else "HTTP server",
                 self.poll_interval,
             )
+        await self._async_resume_release_watches()
 
     async def async_stop(self) -> None:
         self.webhooks.detach(self)
@@ -179,6 +240,15 @@ class CryptoProvider(PaymentProvider):
         for task in list(self._releases):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            await self._release_store.async_flush()
+        except (StorageError, OSError) as error:
+            _LOGGER.error(
+                "%s: could not save the release follows to %s: %s",
+                self.machine_id,
+                self._release_store.path,
+                error,
+            )
         await self.client.async_close()
 
     # ---- what the webhook asks ----------------------------------------------------------
@@ -195,10 +265,10 @@ class CryptoProvider(PaymentProvider):
         if reason is not None:
             return reason
         self.statuses[invoice_id] = _state(invoice)
-        follow = self._follows.get(invoice_id)
-        if follow is not None:
-            follow.invoice = invoice
-            follow.changed.set()
+        for follow in (self._follows.get(invoice_id), self._release_watches.get(invoice_id)):
+            if follow is not None:
+                follow.invoice = invoice
+                follow.changed.set()
         return None
 
     def _check(self, invoice: dict[str, Any], invoice_id: str, origin: str) -> str | None:
@@ -291,23 +361,30 @@ class CryptoProvider(PaymentProvider):
 
     async def _async_next(self, follow: _Follow) -> dict[str, Any]:
         """The invoice after the next webhook, or after the next poll without one."""
+        await self._async_wait(follow)
+        assert follow.invoice is not None
+        return follow.invoice
+
+    async def _async_wait(self, follow: _Follow) -> None:
+        """Until the next webhook about the invoice, or the next poll without one."""
         follow.changed.clear()
         try:
             async with asyncio.timeout(self.poll_interval):
                 await follow.changed.wait()
         except TimeoutError:
-            try:
-                await self._async_refresh(follow.invoice_id, "poll")
-            except PaymentError as error:
-                _LOGGER.warning(
-                    "%s: cannot poll invoice %s (%s); trying again in %s s",
-                    self.machine_id,
-                    follow.invoice_id,
-                    error,
-                    self.poll_interval,
-                )
-        assert follow.invoice is not None
-        return follow.invoice
+            await self._async_poll(follow)
+
+    async def _async_poll(self, follow: _Follow) -> None:
+        try:
+            await self._async_refresh(follow.invoice_id, "poll")
+        except PaymentError as error:
+            _LOGGER.warning(
+                "%s: cannot poll invoice %s (%s); trying again in %s s",
+                self.machine_id,
+                follow.invoice_id,
+                error,
+                self.poll_interval,
+            )
 
     async def _async_decide(
         self,
@@ -441,8 +518,9 @@ class CryptoProvider(PaymentProvider):
         try:
             async with asyncio.timeout(2 * self.request_timeout):
                 invoice = await self.client.async_get_invoice(follow.invoice_id)
-                if await self._async_release(invoice, request.session_id):
-                    return
+                async with self._release_lock:
+                    if await self._async_release(invoice, request.session_id):
+                        return
         except (PaymentError, TimeoutError) as error:
             _LOGGER.warning(
                 "%s: could not release invoice %s of cancelled session %s now (%s); following it",
@@ -451,17 +529,12 @@ class CryptoProvider(PaymentProvider):
                 request.session_id,
                 error,
             )
-        watch = _Follow(follow.invoice_id, follow.session_id)
-        self._follows[follow.invoice_id] = watch
-        task = self.hub.async_create_background_task(
-            self._async_watch_release(watch), name=f"crypto release {follow.invoice_id}"
-        )
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        await self._async_follow_release(follow.invoice_id, follow.session_id, request.amount)
 
     async def _async_release(self, invoice: dict[str, Any], session_id: str) -> bool:
         """Stop ``invoice`` from taking money, or give back what it took; False while a
-        payment is still confirming (it can be refunded once settled)."""
+        payment is still confirming (it can be refunded once settled). Hold
+        ``_release_lock``: a refund is looked for before it is requested."""
         status, additional = _status(invoice)
         invoice_id = str(invoice["id"])
         if status == NEW and additional == "None":
@@ -479,37 +552,194 @@ class CryptoProvider(PaymentProvider):
             )
         return True
 
-    async def _async_watch_release(self, watch: _Follow) -> None:
+    # ---- release follows, kept across restarts ------------------------------------------
+
+    async def _async_follow_release(self, invoice_id: str, session_id: str, amount: Money) -> bool:
+        """Follow ``invoice_id`` for ``release_watch`` and release it once it can be; return
+        whether the follow is on disk (it runs either way)."""
+        if invoice_id not in self._release_watches:
+            watch = _ReleaseWatch(
+                invoice_id,
+                session_id,
+                amount=amount,
+                until=utcnow() + timedelta(seconds=self.release_watch),
+            )
+            self._release_watches[invoice_id] = watch
+            self._start_release_watch(watch, look_first=False)
+        # Shielded: a second cancellation of a cancelled authorize must not stop the write.
+        return await asyncio.shield(
+            self.hub.async_create_task(
+                self._async_save_release_watches(invoice_id),
+                name=f"save {self._release_store.key}",
+            )
+        )
+
+    async def _async_save_release_watches(self, invoice_id: str) -> bool:
         try:
-            async with asyncio.timeout(self.release_watch):
-                while True:
-                    invoice = await self._async_next(watch)
-                    try:
-                        if await self._async_release(invoice, watch.session_id):
-                            return
-                    except PaymentError as error:
-                        _LOGGER.warning(
-                            "%s: releasing invoice %s failed (%s); trying again",
-                            self.machine_id,
-                            watch.invoice_id,
-                            error,
-                        )
-        except TimeoutError:
+            await self._release_store.async_save(self._release_watches_data())
+        except (StorageError, OSError) as error:
             _LOGGER.error(
-                "%s: invoice %s of a cancelled session did not settle in %s s; check it in "
-                "BTCPay and refund it there if it was paid",
+                "%s: could not save the follow of invoice %s to %s (%s): it runs, but a "
+                "restart would forget it",
+                self.machine_id,
+                invoice_id,
+                self._release_store.path,
+                error,
+            )
+            return False
+        return True
+
+    def _start_release_watch(self, watch: _ReleaseWatch, *, look_first: bool) -> None:
+        self._invoices[watch.invoice_id] = (watch.session_id, watch.amount)  # webhooks find it
+        task = self.hub.async_create_background_task(
+            self._async_watch_release(watch, look_first=look_first),
+            name=f"crypto release {watch.invoice_id}",
+        )
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _async_watch_release(self, watch: _ReleaseWatch, *, look_first: bool) -> None:
+        ended = False
+        try:
+            async with asyncio.timeout((watch.until - utcnow()).total_seconds()):
+                if look_first:
+                    await self._async_poll(watch)
+                while True:
+                    if watch.invoice is not None:
+                        try:
+                            async with self._release_lock:
+                                ended = await self._async_release(watch.invoice, watch.session_id)
+                        except PaymentError as error:
+                            _LOGGER.warning(
+                                "%s: releasing invoice %s failed (%s); trying again",
+                                self.machine_id,
+                                watch.invoice_id,
+                                error,
+                            )
+                        if ended:
+                            return
+                    await self._async_wait(watch)
+        except TimeoutError:
+            ended = True
+            _LOGGER.error(
+                "%s: invoice %s of cancelled session %s was not settled by %s (release_watch "
+                "%s s); check it in BTCPay and refund it there if it was paid",
                 self.machine_id,
                 watch.invoice_id,
+                watch.session_id,
+                watch.until.isoformat(timespec="seconds"),
                 self.release_watch,
             )
         finally:
-            if self._follows.get(watch.invoice_id) is watch:
-                del self._follows[watch.invoice_id]
+            if ended and self._release_watches.get(watch.invoice_id) is watch:
+                del self._release_watches[watch.invoice_id]
+                self._save_release_watches_later()
+
+    def _release_watches_data(self) -> dict[str, Any]:
+        return {
+            "store_id": self.store_id,
+            "watches": [watch.stored() for watch in self._release_watches.values()],
+        }
+
+    def _save_release_watches_later(self) -> None:
+        try:
+            self._release_store.async_delay_save(
+                self._release_watches_data, RELEASE_WATCHES_SAVE_DELAY
+            )
+        except StorageError as error:  # the file could not be read at start: it is kept
+            _LOGGER.debug("%s: release follows not saved: %s", self.machine_id, error)
+
+    async def _async_resume_release_watches(self) -> None:
+        saved, dropped = await self._async_load_release_watches()
+        for watch in saved:
+            if watch.invoice_id in self._release_watches:
+                continue
+            if watch.until <= utcnow():
+                dropped = True
+                _LOGGER.info(
+                    "%s: the follow of invoice %s (session %s) ran out at %s while the hub was "
+                    "down; it is not resumed: check it in BTCPay and refund it there if it was "
+                    "paid",
+                    self.machine_id,
+                    watch.invoice_id,
+                    watch.session_id,
+                    watch.until.isoformat(timespec="seconds"),
+                )
+                continue
+            _LOGGER.info(
+                "%s: following invoice %s of session %s again, until %s",
+                self.machine_id,
+                watch.invoice_id,
+                watch.session_id,
+                watch.until.isoformat(timespec="seconds"),
+            )
+            self._release_watches[watch.invoice_id] = watch
+        for watch in self._release_watches.values():
+            self._start_release_watch(watch, look_first=True)
+        if dropped:  # off the file, so that each is logged once
+            self._save_release_watches_later()
+
+    async def _async_load_release_watches(self) -> tuple[list[_ReleaseWatch], bool]:
+        """The saved follows, and whether the file holds more that were logged and left out.
+
+        A file that cannot be read is logged and read as none, and left as it is (``Store``
+        has moved a corrupt one aside already)."""
+        path = self._release_store.path
+        try:
+            data = await self._release_store.async_load()
+        except (StorageError, OSError) as error:
+            _LOGGER.error(
+                "%s: cannot read the release follows in %s (%s); starting without them: check "
+                "the invoices of cancelled crypto vends in BTCPay",
+                self.machine_id,
+                path,
+                error,
+            )
+            return [], False
+        if data is None:
+            return [], False
+        entries = data.get("watches") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            _LOGGER.error(
+                "%s: %s holds no list of release follows; starting without them",
+                self.machine_id,
+                path,
+            )
+            return [], True
+        watches = []
+        for entry in entries:
+            try:
+                watches.append(_ReleaseWatch.from_stored(entry))
+            except (KeyError, TypeError, ValueError) as error:
+                _LOGGER.error(
+                    "%s: skipped a release follow in %s that cannot be read (%s): %.300r",
+                    self.machine_id,
+                    path,
+                    error,
+                    entry,
+                )
+        followed_at = data.get("store_id", self.store_id)
+        if watches and followed_at != self.store_id:
+            _LOGGER.error(
+                "%s: invoices %s were followed at BTCPay store %.64s, this machine now uses "
+                "store %s: not resumed; check them in that store and refund them there if "
+                "they were paid",
+                self.machine_id,
+                ", ".join(watch.invoice_id for watch in watches),
+                followed_at,
+                self.store_id,
+            )
+            return [], True
+        return watches, len(watches) < len(entries)
+
+    # ---- release after a restart --------------------------------------------------------
 
     async def async_release_session(self, session_id: str, amount: Money) -> None:
         """Stop the invoices of an authorize cut off by a restart from taking money: an unpaid
         ``New`` one is marked ``Invalid``, a paid one refunded, one still confirming followed
-        for ``release_watch`` and refunded once settled."""
+        for ``release_watch`` and refunded once settled. Raises ``PaymentError`` when a follow
+        could not be saved, so that the engine tries again at its next start."""
+        unsaved: list[str] = []
         for invoice in await self.client.async_find_invoices(session_id):
             metadata = invoice.get("metadata")
             invoice_id = invoice.get("id")
@@ -519,10 +749,8 @@ class CryptoProvider(PaymentProvider):
                 or not isinstance(invoice_id, str)
             ):
                 continue
-            self._invoices[invoice_id] = (
-                session_id,
-                _money(invoice.get("amount"), invoice.get("currency")) or amount,
-            )
+            invoice_amount = _money(invoice.get("amount"), invoice.get("currency")) or amount
+            self._invoices[invoice_id] = (session_id, invoice_amount)
             _LOGGER.warning(
                 "%s: session %s was cut off by a restart while its invoice %s was %s; releasing it",
                 self.machine_id,
@@ -532,17 +760,18 @@ class CryptoProvider(PaymentProvider):
             )
             status, additional = _status(invoice)
             paid = status == SETTLED or additional in (PAID_PARTIAL, PAID_OVER)
-            if paid and await self._async_refund_requested(session_id):
-                continue  # all of it was requested back before the restart
-            if await self._async_release(invoice, session_id):
-                continue
-            watch = _Follow(invoice_id, session_id)
-            self._follows[invoice_id] = watch
-            task = self.hub.async_create_background_task(
-                self._async_watch_release(watch), name=f"crypto release {invoice_id}"
+            async with self._release_lock:
+                if paid and await self._async_refund_requested(session_id):
+                    continue  # all of it was requested back before the restart
+                if await self._async_release(invoice, session_id):
+                    continue
+            if not await self._async_follow_release(invoice_id, session_id, invoice_amount):
+                unsaved.append(invoice_id)
+        if unsaved:
+            raise PaymentError(
+                f"the follow of invoice {', '.join(unsaved)} could not be saved; it runs until "
+                "the hub stops, and the release is tried again at the next start"
             )
-            self._releases.add(task)
-            task.add_done_callback(self._releases.discard)
 
     async def _async_refund_requested(self, session_id: str) -> bool:
         """Whether a refund of everything the session's invoice took was requested."""

@@ -14,6 +14,15 @@ can). So when the authorize is cancelled (the customer walks away, the engine ti
 provider cancels the payment if it is already paid, and otherwise keeps following it for
 ``release_watch``: if the customer pays after all, it is cancelled (or refunded) at once.
 
+Such a release follow outlives a restart: before the call that started it returns (the
+cancelled authorize, ``async_release_session``, ``async_void``) the payment id, the session id,
+the amount and the wall-clock time it is followed until are written at once to the Store
+``qr_gateway.<machine_id>.release_watches``. ``async_start`` resumes the stored follows whose
+time has not run out (fetching the payment at once, then as a live follow: notifications and
+polls) and drops, with an INFO line, those that ran out while the hub was down. An ended
+follow is removed with a delayed save; one still running is never removed. A store that
+cannot be read is logged as an ERROR naming the file, and the provider starts without it.
+
 After a restart that cut an authorize off, ``async_release_session`` finds the session's
 payment without knowing its id: the API cannot search payments by metadata, so it lists them
 (``GET /payments``, newest first, 100 a page) by status and creation time and keeps those whose
@@ -33,11 +42,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import voluptuous as vol
 
 from vendhub.config import validators as cv
+from vendhub.helpers.storage import StorageError, Store
+from vendhub.util.dt import utcnow
 from vendhub.vending.money import Money
 from vendhub.vending.money import describe as describe_money
 from vendhub.vending.payment import (
@@ -75,6 +86,9 @@ DESCRIPTION_LIMIT = 128  # YooKassa's limit for a payment's description
 HOLD_LOOKBACK = timedelta(days=7)  # YooKassa cancels a payment not captured within 7 days
 LIST_PAGE = 100  # the most items one GET /payments returns
 LIST_PAGES = 100  # pages searched per status before giving up (10,000 payments)
+RELEASE_WATCHES_VERSION: Final = 1
+# An ended follow left in the file is harmless: resumed, it finds the payment released.
+RELEASE_WATCHES_REMOVE_DELAY: Final = 10.0
 
 PENDING = "pending"
 WAITING_FOR_CAPTURE = "waiting_for_capture"
@@ -114,6 +128,50 @@ class _Follow:
     session_id: str
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     payment: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _ReleaseWatch:
+    """A release follow as stored: what a restarted provider needs to go on with it."""
+
+    payment_id: str
+    session_id: str
+    amount: Money
+    """What the payment is for: a notification or poll showing another amount is not trusted."""
+    until: datetime
+    """Wall-clock time (UTC) until which the payment is followed."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "payment_id": self.payment_id,
+            "session_id": self.session_id,
+            "amount": self.amount.as_dict(),
+            "until": self.until.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, entry: Any) -> _ReleaseWatch:
+        """The stored ``entry``; ValueError says what is wrong with it."""
+        if not isinstance(entry, dict):
+            raise ValueError(f"an entry is not an object: {str(entry)[:64]!r}")
+        payment_id, session_id = entry.get("payment_id"), entry.get("session_id")
+        if not isinstance(payment_id, str) or not payment_id:
+            raise ValueError("an entry has no payment_id")
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError(f"the entry of payment {payment_id[:64]} has no session_id")
+        amount = entry.get("amount")
+        try:
+            if not isinstance(amount, dict):
+                raise TypeError("no amount")
+            money = Money(amount.get("amount"), amount.get("currency"))
+            until = datetime.fromisoformat(entry.get("until"))
+            if until.tzinfo is None:
+                raise ValueError("'until' has no time zone")
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"the entry of payment {payment_id[:64]} is unreadable: {error}"
+            ) from None
+        return cls(payment_id, session_id, money, until)
 
 
 class QrGatewayProvider(PaymentProvider):
@@ -156,7 +214,15 @@ class QrGatewayProvider(PaymentProvider):
         """Payment id → the amount it is for (what was asked, then what was captured)."""
         self._refunds: dict[str, Money] = {}
         self._follows: dict[str, _Follow] = {}
-        self._releases: set[asyncio.Task[None]] = set()
+        self._releases: dict[str, asyncio.Task[None]] = {}
+        """Payment id → the task following it until it can be released."""
+        self._watches: dict[str, _ReleaseWatch] = {}
+        """Payment id → its release follow as stored (kept until the follow ends)."""
+        self._watch_store: Store[dict[str, Any]] = Store(
+            hub, f"{PLATFORM}.{machine_id}.release_watches", RELEASE_WATCHES_VERSION
+        )
+        self._watches_loaded = False
+        self._watches_loading = asyncio.Lock()
         self._mismatch_logged: set[str] = set()
 
     def __repr__(self) -> str:
@@ -179,14 +245,26 @@ class QrGatewayProvider(PaymentProvider):
                 self.machine_id,
                 self.poll_interval,
             )
+        await self._async_resume_release_watches()
 
     async def async_stop(self) -> None:
         self.webhooks.detach(self)
-        for task in list(self._releases):
+        # Stopped, not ended: the stored follows stay for the next start.
+        following = list(self._releases.values())
+        for task in following:
             task.cancel()
-        for task in list(self._releases):
+        for task in following:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            await self._watch_store.async_flush()
+        except (StorageError, OSError) as error:
+            _LOGGER.error(
+                "%s: could not save the release follows to %s: %s",
+                self.machine_id,
+                self._watch_store.path,
+                error,
+            )
         await self.client.async_close()
 
     # ---- what the webhook asks ----------------------------------------------------------
@@ -321,16 +399,19 @@ class QrGatewayProvider(PaymentProvider):
                 continue
             except TimeoutError:
                 pass
-            try:
-                await self._async_refresh(follow.payment_id, "poll")
-            except PaymentError as error:
-                _LOGGER.warning(
-                    "%s: cannot poll payment %s (%s); trying again in %s s",
-                    self.machine_id,
-                    follow.payment_id,
-                    error,
-                    self.poll_interval,
-                )
+            await self._async_poll(follow)
+
+    async def _async_poll(self, follow: _Follow) -> None:
+        try:
+            await self._async_refresh(follow.payment_id, "poll")
+        except PaymentError as error:
+            _LOGGER.warning(
+                "%s: cannot poll payment %s (%s); trying again in %s s",
+                self.machine_id,
+                follow.payment_id,
+                error,
+                self.poll_interval,
+            )
 
     def _outcome(self, payment: dict[str, Any], request: PaymentRequest) -> Authorization:
         status = payment.get("status")
@@ -394,33 +475,75 @@ class QrGatewayProvider(PaymentProvider):
                     request.session_id,
                 )
                 return
-        self._follow_release(follow)
+        try:
+            await self._async_follow_release(
+                follow.payment_id, follow.session_id, self._amounts[follow.payment_id]
+            )
+        except PaymentError as error:
+            _LOGGER.error(
+                "%s: %s; if the hub restarts before then, check payment %s at YooKassa by hand",
+                self.machine_id,
+                error,
+                follow.payment_id,
+            )
 
-    def _follow_release(self, follow: _Follow) -> None:
-        watch = _Follow(follow.payment_id, follow.session_id)
-        self._follows[follow.payment_id] = watch
-        task = self.hub.async_create_background_task(
-            self._async_watch_release(watch), name=f"qr_gateway release {follow.payment_id}"
+    async def _async_follow_release(self, payment_id: str, session_id: str, amount: Money) -> None:
+        """Follow a pending payment for ``release_watch`` and cancel it if it is paid; stored
+        before this returns, so a restart resumes it. PaymentError if it could not be stored
+        (it is followed until the hub stops all the same)."""
+        if payment_id in self._releases:
+            return  # followed already: a repeated release
+        watch = _ReleaseWatch(
+            payment_id, session_id, amount, utcnow() + timedelta(seconds=self.release_watch)
         )
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        self._watches[payment_id] = watch
+        self._start_release_follow(watch, look_now=False)
         _LOGGER.info(
             "%s: payment %s of cancelled session %s is still pending at YooKassa (it cannot be "
             "cancelled before it is paid); following it for %s s to cancel it if it is paid",
             self.machine_id,
-            follow.payment_id,
-            follow.session_id,
+            payment_id,
+            session_id,
             self.release_watch,
         )
-
-    async def _async_watch_release(self, watch: _Follow) -> None:
         try:
-            async with asyncio.timeout(self.release_watch):
+            await self._async_load_release_watches()  # never overwrite follows not read yet
+            # Shielded: a second cancel must not let a later save overtake this one.
+            await asyncio.shield(self._watch_store.async_save(self._stored_watches()))
+        except (StorageError, OSError) as error:
+            raise PaymentError(
+                f"the follow of payment {payment_id} could not be stored in "
+                f"{self._watch_store.path} ({error}); it lasts until the hub stops"
+            ) from error
+
+    def _start_release_follow(self, watch: _ReleaseWatch, *, look_now: bool) -> None:
+        follow = _Follow(watch.payment_id, watch.session_id)
+        self._follows[watch.payment_id] = follow
+        task = self.hub.async_create_background_task(
+            self._async_watch_release(watch, follow, look_now=look_now),
+            name=f"qr_gateway release {watch.payment_id}",
+        )
+        self._releases[watch.payment_id] = task
+        task.add_done_callback(lambda done: self._release_task_done(watch.payment_id, done))
+
+    def _release_task_done(self, payment_id: str, task: asyncio.Task[None]) -> None:
+        if self._releases.get(payment_id) is task:
+            del self._releases[payment_id]
+
+    async def _async_watch_release(
+        self, watch: _ReleaseWatch, follow: _Follow, *, look_now: bool
+    ) -> None:
+        """Release the payment once it is paid; give up at ``watch.until``. A cancel (the
+        provider stopping) keeps the stored follow for the next start."""
+        try:
+            async with asyncio.timeout(max(0.0, (watch.until - utcnow()).total_seconds())):
+                if look_now:
+                    await self._async_poll(follow)  # it may have been paid while nobody looked
                 while True:
-                    payment = await self._async_wait(watch)
+                    payment = await self._async_wait(follow)
                     try:
                         if await self._async_release(payment, watch.session_id):
-                            return
+                            break
                     except PaymentError as error:
                         _LOGGER.warning(
                             "%s: releasing payment %s failed (%s); trying again",
@@ -428,18 +551,110 @@ class QrGatewayProvider(PaymentProvider):
                             watch.payment_id,
                             error,
                         )
-                        watch.payment = None
+                        follow.payment = None
         except TimeoutError:
             _LOGGER.warning(
-                "%s: payment %s of a cancelled session stayed pending for %s s; "
-                "YooKassa cancels unpaid payments when they expire",
+                "%s: payment %s of a cancelled session stayed pending until the end of its "
+                "release_watch (%s); YooKassa cancels unpaid payments when they expire",
                 self.machine_id,
                 watch.payment_id,
-                self.release_watch,
+                watch.until.isoformat(timespec="seconds"),
             )
         finally:
-            if self._follows.get(watch.payment_id) is watch:
+            if self._follows.get(watch.payment_id) is follow:
                 del self._follows[watch.payment_id]
+        self._forget_release_watch(watch)
+
+    # ---- stored release follows ---------------------------------------------------------
+
+    def _stored_watches(self) -> dict[str, Any]:
+        return {"watches": [watch.as_dict() for watch in self._watches.values()]}
+
+    async def _async_load_release_watches(self) -> None:
+        """Read the stored follows once; what cannot be read is logged and left out."""
+        async with self._watches_loading:
+            if self._watches_loaded:
+                return
+            self._watches_loaded = True
+            path = self._watch_store.path
+            try:
+                stored = await self._watch_store.async_load()
+            except (StorageError, OSError) as error:
+                # A corrupt file the Store moves aside and logs itself; this is what it refuses.
+                _LOGGER.error(
+                    "%s: cannot read the release follows stored in %s (%s); payments followed "
+                    "before the restart are not followed now",
+                    self.machine_id,
+                    path,
+                    error,
+                )
+                return
+            if stored is None:
+                return
+            entries = stored.get("watches") if isinstance(stored, dict) else None
+            if not isinstance(entries, list):
+                _LOGGER.error(
+                    "%s: %s holds no list of release follows; starting without them",
+                    self.machine_id,
+                    path,
+                )
+                return
+            for entry in entries:
+                try:
+                    watch = _ReleaseWatch.from_dict(entry)
+                except ValueError as error:
+                    _LOGGER.error(
+                        "%s: skipped a release follow in %s: %s", self.machine_id, path, error
+                    )
+                    continue
+                self._watches.setdefault(watch.payment_id, watch)
+
+    async def _async_resume_release_watches(self) -> None:
+        """Go on following the stored payments whose ``release_watch`` has not run out."""
+        await self._async_load_release_watches()
+        now = utcnow()
+        ran_out = False
+        for watch in list(self._watches.values()):
+            if watch.payment_id in self._releases:
+                continue
+            if watch.until <= now:
+                del self._watches[watch.payment_id]
+                ran_out = True
+                _LOGGER.info(
+                    "%s: no longer following payment %s of cancelled session %s: its "
+                    "release_watch ran out at %s while the hub was down; YooKassa cancels "
+                    "unpaid payments when they expire",
+                    self.machine_id,
+                    watch.payment_id,
+                    watch.session_id,
+                    watch.until.isoformat(timespec="seconds"),
+                )
+                continue
+            self._amounts.setdefault(watch.payment_id, watch.amount)
+            self._start_release_follow(watch, look_now=True)
+            _LOGGER.info(
+                "%s: following payment %s of cancelled session %s again after the restart, "
+                "until %s, to cancel it if it is paid",
+                self.machine_id,
+                watch.payment_id,
+                watch.session_id,
+                watch.until.isoformat(timespec="seconds"),
+            )
+        if ran_out:
+            self._remove_watches_later()
+
+    def _forget_release_watch(self, watch: _ReleaseWatch) -> None:
+        """The follow ended (released, or its time ran out): drop it from the store."""
+        if self._watches.get(watch.payment_id) is watch:
+            del self._watches[watch.payment_id]
+            self._remove_watches_later()
+
+    def _remove_watches_later(self) -> None:
+        try:
+            self._watch_store.async_delay_save(self._stored_watches, RELEASE_WATCHES_REMOVE_DELAY)
+        except StorageError as error:
+            # The store refused its file at load (logged then): nothing is written to it.
+            _LOGGER.debug("%s: %s", self.machine_id, error)
 
     async def _async_release(self, payment: dict[str, Any], session_id: str) -> bool:
         """Cancel (or refund) what ``payment`` holds; False while it is still pending."""
@@ -455,20 +670,24 @@ class QrGatewayProvider(PaymentProvider):
             amount = _money(payment.get("amount"))
             if amount is None:
                 raise PaymentError(f"payment {payment_id} has no readable amount to refund")
-            await self._async_refund(payment_id, session_id, amount)
-            _LOGGER.warning(
-                "%s: payment %s of a cancelled session was taken; refunded %s",
-                self.machine_id,
-                payment_id,
-                describe_money(amount),
-            )
+            left = _unrefunded(payment, amount)
+            if left.amount > 0:  # a follow resumed after a restart may find it refunded
+                await self._async_refund(payment_id, session_id, left)
+                _LOGGER.warning(
+                    "%s: payment %s of a cancelled session was taken; refunded %s",
+                    self.machine_id,
+                    payment_id,
+                    describe_money(left),
+                )
         else:
             self.statuses[payment_id] = str(status)
         return True
 
     async def async_release_session(self, session_id: str, amount: Money) -> None:
         """Cancel (or refund) the payment an authorize cut off by a restart left; a pending
-        one is followed for ``release_watch`` and cancelled if the customer pays."""
+        one is followed for ``release_watch`` (stored before this returns) and cancelled if
+        the customer pays."""
+        unstored: PaymentError | None = None
         for payment in await self._async_find_payments(session_id):
             payment_id = str(payment["id"])
             # The gateway's own amount: whatever it holds for this session goes back.
@@ -482,15 +701,20 @@ class QrGatewayProvider(PaymentProvider):
                 status,
             )
             if status == PENDING:
-                self._follow_release(_Follow(payment_id, session_id))
+                try:
+                    await self._async_follow_release(
+                        payment_id, session_id, self._amounts[payment_id]
+                    )
+                except PaymentError as error:
+                    unstored = error  # the others are released first; the engine tries again
             elif status == WAITING_FOR_CAPTURE:
                 await self._async_cancel_held(payment_id, session_id)
             elif status == SUCCEEDED:
-                taken = self._amounts[payment_id]
-                refunded = _money(payment.get("refunded_amount"))
-                left = taken.amount - (refunded.amount if refunded is not None else 0)
-                if left > 0:
-                    await self._async_refund(payment_id, session_id, Money(left, taken.currency))
+                left = _unrefunded(payment, self._amounts[payment_id])
+                if left.amount > 0:
+                    await self._async_refund(payment_id, session_id, left)
+        if unstored is not None:
+            raise unstored
 
     async def _async_find_payments(self, session_id: str) -> list[dict[str, Any]]:
         """The shop's payments whose ``metadata.session_id`` is ``session_id``."""
@@ -591,7 +815,7 @@ class QrGatewayProvider(PaymentProvider):
             await self._async_refund(payment_id, session_id, amount)
             return
         if status == PENDING:
-            self._follow_release(_Follow(payment_id, session_id))
+            await self._async_follow_release(payment_id, session_id, self._amounts[payment_id])
             return
         raise PaymentError(f"YooKassa payment {payment_id} is {status}; it cannot be voided")
 
@@ -653,3 +877,9 @@ def _money(amount: Any) -> Money | None:
         return from_amount(amount)
     except AmountError:
         return None
+
+
+def _unrefunded(payment: dict[str, Any], taken: Money) -> Money:
+    """What of ``taken`` the payment's ``refunded_amount`` has not given back yet."""
+    refunded = _money(payment.get("refunded_amount"))
+    return Money(taken.amount - (refunded.amount if refunded is not None else 0), taken.currency)

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,31 @@ async def test_delayed_save_during_final_write_is_still_written(tmp_path: Path) 
 async def test_invalid_keys_are_refused(hub: Hub, key: str) -> None:
     with pytest.raises(ValueError, match="invalid storage key"):
         Store(hub, key, 1)
+
+
+async def test_a_save_cancelled_while_writing_never_overwrites_a_later_one(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store: Store[dict[str, Any]] = Store(hub, "test.order", 1)
+    write = store._write_envelope
+    first_write_started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_first_write(envelope: dict[str, Any]) -> None:
+        if envelope["data"] == {"n": 1}:
+            loop.call_soon_threadsafe(first_write_started.set)
+            time.sleep(0.3)
+        write(envelope)
+
+    monkeypatch.setattr(store, "_write_envelope", slow_first_write)
+    first = asyncio.create_task(store.async_save({"n": 1}))
+    await first_write_started.wait()
+    first.cancel()  # the worker thread goes on writing {"n": 1}
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    await store.async_save({"n": 2})
+    await asyncio.sleep(0.4)  # past the end of the first write, whatever the order
+
+    assert json.loads(store.path.read_text())["data"] == {"n": 2}
+    assert store.writes == 2

@@ -262,6 +262,12 @@ class Store(Generic[_T]):
             "key": self.key,
             "data": data,
         }
+        # In a task of its own: a caller cancelled while the worker thread writes must not let
+        # the lock go before the file is replaced, or a later save could land first and then
+        # be overwritten with these older data.
+        await asyncio.shield(asyncio.ensure_future(self._async_write_locked(envelope)))
+
+    async def _async_write_locked(self, envelope: dict[str, Any]) -> None:
         async with self._write_lock:
             await self.hub.async_add_executor_job(self._write_envelope, envelope)
             self.writes += 1
