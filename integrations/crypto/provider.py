@@ -28,9 +28,10 @@ finding the session's invoices by ``orderId`` (``GET /invoices?orderId=<session>
 An invoice still confirming cannot be released yet, so it is *followed* (by webhook and by
 poll, as an authorize waits) for ``release_watch`` and refunded once settled. Each follow is
 saved (invoice, session, amount, the UTC time it ends, the store) to
-``.storage/crypto.<machine>.release_watches`` before the cancelled authorize re-raises and
-before ``async_release_session`` returns: the engine never counts as dealt with a payment that
-a restart could forget. ``async_start`` resumes the saved follows whose time has not run out
+``.storage/crypto.<machine>.release_watches`` (kept by ``vendhub.vending.release_watches``,
+the store id as its scope) before the cancelled authorize re-raises and before
+``async_release_session`` returns: the engine never counts as dealt with a payment that a
+restart could forget. ``async_start`` resumes the saved follows whose time has not run out
 (looking at the invoice at once) and drops the others with an INFO line (those of another
 store with an ERROR). A follow leaves the file when it ends (released, or its time ran out),
 never when the provider stops. A follow that cannot be saved still runs, with an ERROR;
@@ -46,13 +47,12 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import voluptuous as vol
 
 from vendhub.config import validators as cv
-from vendhub.helpers.storage import StorageError, Store
 from vendhub.util.dt import utcnow
 from vendhub.vending.money import AmountError, Money, from_decimal_text, to_decimal_text
 from vendhub.vending.money import describe as describe_money
@@ -67,6 +67,11 @@ from vendhub.vending.payment import (
     ProgressCallback,
     check_within,
     session_of,
+)
+from vendhub.vending.release_watches import (
+    ReleaseWatch,
+    ReleaseWatchNotStored,
+    ReleaseWatchStore,
 )
 
 from .client import BTCPayClient, BTCPayError
@@ -87,10 +92,6 @@ INVALID = "Invalid"
 PAID_PARTIAL = "PaidPartial"
 PAID_OVER = "PaidOver"
 SPEED_POLICIES = ("HighSpeed", "MediumSpeed", "LowMediumSpeed", "LowSpeed")
-
-RELEASE_WATCHES_VERSION: Final = 1
-RELEASE_WATCHES_SAVE_DELAY: Final = 1.0
-"""Seconds an ended follow may stay on disk: a restart in between only looks at it again."""
 
 
 def _seconds(value: Any) -> float:
@@ -118,41 +119,6 @@ class _Follow:
     session_id: str
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     invoice: dict[str, Any] | None = None
-
-
-@dataclass(slots=True, kw_only=True)
-class _ReleaseWatch(_Follow):
-    """An invoice followed until it can be released, until ``until``; kept on disk."""
-
-    amount: Money
-    until: datetime
-
-    def stored(self) -> dict[str, Any]:
-        return {
-            "invoice_id": self.invoice_id,
-            "session_id": self.session_id,
-            "amount": self.amount.amount,
-            "currency": self.amount.currency,
-            "until": self.until.isoformat(),
-        }
-
-    @classmethod
-    def from_stored(cls, raw: Any) -> _ReleaseWatch:
-        """Raises ``KeyError``, ``TypeError`` or ``ValueError`` for what ``stored`` cannot make."""
-        if not isinstance(raw, dict):
-            raise TypeError("not an object")
-        invoice_id, session_id = raw["invoice_id"], raw["session_id"]
-        if not (isinstance(invoice_id, str) and invoice_id and isinstance(session_id, str)):
-            raise ValueError("invoice_id and session_id must be text")
-        until = datetime.fromisoformat(raw["until"])
-        if until.tzinfo is None:
-            raise ValueError("until has no time zone")
-        return cls(
-            invoice_id,
-            session_id,
-            amount=Money(raw["amount"], raw["currency"]),
-            until=until,
-        )
 
 
 class CryptoProvider(PaymentProvider):
@@ -199,10 +165,9 @@ class CryptoProvider(PaymentProvider):
         self.refunds_due: list[RefundDue] = []
         self._invoices: dict[str, tuple[str, Money]] = {}  # invoice id → (session, amount)
         self._follows: dict[str, _Follow] = {}  # invoice id → its running authorize
-        self._release_watches: dict[str, _ReleaseWatch] = {}
-        """Invoice id → its release follow, as saved. A stop leaves it here and on disk."""
-        self._release_store: Store[dict[str, Any]] = Store(
-            hub, f"crypto.{machine_id}.release_watches", RELEASE_WATCHES_VERSION
+        self._release_follows: dict[str, _Follow] = {}  # invoice id → its running release
+        self._watch_store = ReleaseWatchStore(
+            hub, PLATFORM, machine_id, scope=self.store_id, scope_name="BTCPay store"
         )
         self._release_lock = asyncio.Lock()  # one release at a time: refunds look, then ask
         self._releases: set[asyncio.Task[None]] = set()
@@ -240,15 +205,7 @@ class CryptoProvider(PaymentProvider):
         for task in list(self._releases):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            await self._release_store.async_flush()
-        except (StorageError, OSError) as error:
-            _LOGGER.error(
-                "%s: could not save the release follows to %s: %s",
-                self.machine_id,
-                self._release_store.path,
-                error,
-            )
+        await self._watch_store.async_flush()
         await self.client.async_close()
 
     # ---- what the webhook asks ----------------------------------------------------------
@@ -265,7 +222,7 @@ class CryptoProvider(PaymentProvider):
         if reason is not None:
             return reason
         self.statuses[invoice_id] = _state(invoice)
-        for follow in (self._follows.get(invoice_id), self._release_watches.get(invoice_id)):
+        for follow in (self._follows.get(invoice_id), self._release_follows.get(invoice_id)):
             if follow is not None:
                 follow.invoice = invoice
                 follow.changed.set()
@@ -557,180 +514,93 @@ class CryptoProvider(PaymentProvider):
     async def _async_follow_release(self, invoice_id: str, session_id: str, amount: Money) -> bool:
         """Follow ``invoice_id`` for ``release_watch`` and release it once it can be; return
         whether the follow is on disk (it runs either way)."""
-        if invoice_id not in self._release_watches:
-            watch = _ReleaseWatch(
-                invoice_id,
-                session_id,
-                amount=amount,
-                until=utcnow() + timedelta(seconds=self.release_watch),
+        watch = self._watch_store.get(invoice_id)
+        if watch is None or invoice_id not in self._release_follows:
+            watch = ReleaseWatch(
+                invoice_id, session_id, amount, utcnow() + timedelta(seconds=self.release_watch)
             )
-            self._release_watches[invoice_id] = watch
             self._start_release_watch(watch, look_first=False)
-        # Shielded: a second cancellation of a cancelled authorize must not stop the write.
-        return await asyncio.shield(
-            self.hub.async_create_task(
-                self._async_save_release_watches(invoice_id),
-                name=f"save {self._release_store.key}",
-            )
-        )
-
-    async def _async_save_release_watches(self, invoice_id: str) -> bool:
         try:
-            await self._release_store.async_save(self._release_watches_data())
-        except (StorageError, OSError) as error:
-            _LOGGER.error(
-                "%s: could not save the follow of invoice %s to %s (%s): it runs, but a "
-                "restart would forget it",
-                self.machine_id,
-                invoice_id,
-                self._release_store.path,
-                error,
-            )
+            await self._watch_store.async_add(watch)
+        except ReleaseWatchNotStored as error:
+            _LOGGER.error("%s: %s: it runs, but a restart would forget it", self.machine_id, error)
             return False
         return True
 
-    def _start_release_watch(self, watch: _ReleaseWatch, *, look_first: bool) -> None:
-        self._invoices[watch.invoice_id] = (watch.session_id, watch.amount)  # webhooks find it
+    def _start_release_watch(self, watch: ReleaseWatch, *, look_first: bool) -> None:
+        follow = _Follow(watch.reference, watch.session_id)
+        self._release_follows[watch.reference] = follow
+        self._invoices[watch.reference] = (watch.session_id, watch.amount)  # webhooks find it
         task = self.hub.async_create_background_task(
-            self._async_watch_release(watch, look_first=look_first),
-            name=f"crypto release {watch.invoice_id}",
+            self._async_watch_release(watch, follow, look_first=look_first),
+            name=f"crypto release {watch.reference}",
         )
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
-    async def _async_watch_release(self, watch: _ReleaseWatch, *, look_first: bool) -> None:
+    async def _async_watch_release(
+        self, watch: ReleaseWatch, follow: _Follow, *, look_first: bool
+    ) -> None:
         ended = False
         try:
             async with asyncio.timeout((watch.until - utcnow()).total_seconds()):
                 if look_first:
-                    await self._async_poll(watch)
+                    await self._async_poll(follow)
                 while True:
-                    if watch.invoice is not None:
+                    if follow.invoice is not None:
                         try:
                             async with self._release_lock:
-                                ended = await self._async_release(watch.invoice, watch.session_id)
+                                ended = await self._async_release(follow.invoice, watch.session_id)
                         except PaymentError as error:
                             _LOGGER.warning(
                                 "%s: releasing invoice %s failed (%s); trying again",
                                 self.machine_id,
-                                watch.invoice_id,
+                                watch.reference,
                                 error,
                             )
                         if ended:
                             return
-                    await self._async_wait(watch)
+                    await self._async_wait(follow)
         except TimeoutError:
             ended = True
             _LOGGER.error(
                 "%s: invoice %s of cancelled session %s was not settled by %s (release_watch "
                 "%s s); check it in BTCPay and refund it there if it was paid",
                 self.machine_id,
-                watch.invoice_id,
+                watch.reference,
                 watch.session_id,
                 watch.until.isoformat(timespec="seconds"),
                 self.release_watch,
             )
         finally:
-            if ended and self._release_watches.get(watch.invoice_id) is watch:
-                del self._release_watches[watch.invoice_id]
-                self._save_release_watches_later()
-
-    def _release_watches_data(self) -> dict[str, Any]:
-        return {
-            "store_id": self.store_id,
-            "watches": [watch.stored() for watch in self._release_watches.values()],
-        }
-
-    def _save_release_watches_later(self) -> None:
-        try:
-            self._release_store.async_delay_save(
-                self._release_watches_data, RELEASE_WATCHES_SAVE_DELAY
-            )
-        except StorageError as error:  # the file could not be read at start: it is kept
-            _LOGGER.debug("%s: release follows not saved: %s", self.machine_id, error)
+            if self._release_follows.get(watch.reference) is follow:
+                del self._release_follows[watch.reference]
+            if ended:
+                self._watch_store.remove(watch)
 
     async def _async_resume_release_watches(self) -> None:
-        saved, dropped = await self._async_load_release_watches()
-        for watch in saved:
-            if watch.invoice_id in self._release_watches:
-                continue
-            if watch.until <= utcnow():
-                dropped = True
-                _LOGGER.info(
-                    "%s: the follow of invoice %s (session %s) ran out at %s while the hub was "
-                    "down; it is not resumed: check it in BTCPay and refund it there if it was "
-                    "paid",
-                    self.machine_id,
-                    watch.invoice_id,
-                    watch.session_id,
-                    watch.until.isoformat(timespec="seconds"),
-                )
+        stored = await self._watch_store.async_load()
+        for watch in stored.ran_out:
+            _LOGGER.info(
+                "%s: the follow of invoice %s (session %s) ran out at %s while the hub was "
+                "down; it is not resumed: check it in BTCPay and refund it there if it was "
+                "paid",
+                self.machine_id,
+                watch.reference,
+                watch.session_id,
+                watch.until.isoformat(timespec="seconds"),
+            )
+        for watch in stored.resume:
+            if watch.reference in self._release_follows:
                 continue
             _LOGGER.info(
                 "%s: following invoice %s of session %s again, until %s",
                 self.machine_id,
-                watch.invoice_id,
+                watch.reference,
                 watch.session_id,
                 watch.until.isoformat(timespec="seconds"),
             )
-            self._release_watches[watch.invoice_id] = watch
-        for watch in self._release_watches.values():
             self._start_release_watch(watch, look_first=True)
-        if dropped:  # off the file, so that each is logged once
-            self._save_release_watches_later()
-
-    async def _async_load_release_watches(self) -> tuple[list[_ReleaseWatch], bool]:
-        """The saved follows, and whether the file holds more that were logged and left out.
-
-        A file that cannot be read is logged and read as none, and left as it is (``Store``
-        has moved a corrupt one aside already)."""
-        path = self._release_store.path
-        try:
-            data = await self._release_store.async_load()
-        except (StorageError, OSError) as error:
-            _LOGGER.error(
-                "%s: cannot read the release follows in %s (%s); starting without them: check "
-                "the invoices of cancelled crypto vends in BTCPay",
-                self.machine_id,
-                path,
-                error,
-            )
-            return [], False
-        if data is None:
-            return [], False
-        entries = data.get("watches") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            _LOGGER.error(
-                "%s: %s holds no list of release follows; starting without them",
-                self.machine_id,
-                path,
-            )
-            return [], True
-        watches = []
-        for entry in entries:
-            try:
-                watches.append(_ReleaseWatch.from_stored(entry))
-            except (KeyError, TypeError, ValueError) as error:
-                _LOGGER.error(
-                    "%s: skipped a release follow in %s that cannot be read (%s): %.300r",
-                    self.machine_id,
-                    path,
-                    error,
-                    entry,
-                )
-        followed_at = data.get("store_id", self.store_id)
-        if watches and followed_at != self.store_id:
-            _LOGGER.error(
-                "%s: invoices %s were followed at BTCPay store %.64s, this machine now uses "
-                "store %s: not resumed; check them in that store and refund them there if "
-                "they were paid",
-                self.machine_id,
-                ", ".join(watch.invoice_id for watch in watches),
-                followed_at,
-                self.store_id,
-            )
-            return [], True
-        return watches, len(watches) < len(entries)
 
     # ---- release after a restart --------------------------------------------------------
 

@@ -17,10 +17,11 @@ provider cancels the payment if it is already paid, and otherwise keeps followin
 Such a release follow outlives a restart: before the call that started it returns (the
 cancelled authorize, ``async_release_session``, ``async_void``) the payment id, the session id,
 the amount and the wall-clock time it is followed until are written at once to the Store
-``qr_gateway.<machine_id>.release_watches``. ``async_start`` resumes the stored follows whose
-time has not run out (fetching the payment at once, then as a live follow: notifications and
-polls) and drops, with an INFO line, those that ran out while the hub was down. An ended
-follow is removed with a delayed save; one still running is never removed. A store that
+``qr_gateway.<machine_id>.release_watches`` (kept by ``vendhub.vending.release_watches``).
+``async_start`` resumes the stored follows whose time has not run out (fetching the payment at
+once, then as a live follow: notifications and polls) and drops, with an INFO line, those that
+ran out while the hub was down. An ended follow is removed with a delayed save; one still
+running is never removed. A store that
 cannot be read is logged as an ERROR naming the file, and the provider starts without it.
 
 After a restart that cut an authorize off, ``async_release_session`` finds the session's
@@ -42,12 +43,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import voluptuous as vol
 
 from vendhub.config import validators as cv
-from vendhub.helpers.storage import StorageError, Store
 from vendhub.util.dt import utcnow
 from vendhub.vending.money import Money
 from vendhub.vending.money import describe as describe_money
@@ -62,6 +62,11 @@ from vendhub.vending.payment import (
     ProgressCallback,
     check_within,
     session_of,
+)
+from vendhub.vending.release_watches import (
+    ReleaseWatch,
+    ReleaseWatchNotStored,
+    ReleaseWatchStore,
 )
 
 from .amounts import AmountError, as_amount, from_amount, to_value
@@ -86,9 +91,6 @@ DESCRIPTION_LIMIT = 128  # YooKassa's limit for a payment's description
 HOLD_LOOKBACK = timedelta(days=7)  # YooKassa cancels a payment not captured within 7 days
 LIST_PAGE = 100  # the most items one GET /payments returns
 LIST_PAGES = 100  # pages searched per status before giving up (10,000 payments)
-RELEASE_WATCHES_VERSION: Final = 1
-# An ended follow left in the file is harmless: resumed, it finds the payment released.
-RELEASE_WATCHES_REMOVE_DELAY: Final = 10.0
 
 PENDING = "pending"
 WAITING_FOR_CAPTURE = "waiting_for_capture"
@@ -128,50 +130,6 @@ class _Follow:
     session_id: str
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     payment: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _ReleaseWatch:
-    """A release follow as stored: what a restarted provider needs to go on with it."""
-
-    payment_id: str
-    session_id: str
-    amount: Money
-    """What the payment is for: a notification or poll showing another amount is not trusted."""
-    until: datetime
-    """Wall-clock time (UTC) until which the payment is followed."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "payment_id": self.payment_id,
-            "session_id": self.session_id,
-            "amount": self.amount.as_dict(),
-            "until": self.until.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, entry: Any) -> _ReleaseWatch:
-        """The stored ``entry``; ValueError says what is wrong with it."""
-        if not isinstance(entry, dict):
-            raise ValueError(f"an entry is not an object: {str(entry)[:64]!r}")
-        payment_id, session_id = entry.get("payment_id"), entry.get("session_id")
-        if not isinstance(payment_id, str) or not payment_id:
-            raise ValueError("an entry has no payment_id")
-        if not isinstance(session_id, str) or not session_id:
-            raise ValueError(f"the entry of payment {payment_id[:64]} has no session_id")
-        amount = entry.get("amount")
-        try:
-            if not isinstance(amount, dict):
-                raise TypeError("no amount")
-            money = Money(amount.get("amount"), amount.get("currency"))
-            until = datetime.fromisoformat(entry.get("until"))
-            if until.tzinfo is None:
-                raise ValueError("'until' has no time zone")
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"the entry of payment {payment_id[:64]} is unreadable: {error}"
-            ) from None
-        return cls(payment_id, session_id, money, until)
 
 
 class QrGatewayProvider(PaymentProvider):
@@ -216,13 +174,8 @@ class QrGatewayProvider(PaymentProvider):
         self._follows: dict[str, _Follow] = {}
         self._releases: dict[str, asyncio.Task[None]] = {}
         """Payment id → the task following it until it can be released."""
-        self._watches: dict[str, _ReleaseWatch] = {}
-        """Payment id → its release follow as stored (kept until the follow ends)."""
-        self._watch_store: Store[dict[str, Any]] = Store(
-            hub, f"{PLATFORM}.{machine_id}.release_watches", RELEASE_WATCHES_VERSION
-        )
-        self._watches_loaded = False
-        self._watches_loading = asyncio.Lock()
+        self._watch_store = ReleaseWatchStore(hub, PLATFORM, machine_id)
+        """The release follows, kept on disk until they end."""
         self._mismatch_logged: set[str] = set()
 
     def __repr__(self) -> str:
@@ -256,15 +209,7 @@ class QrGatewayProvider(PaymentProvider):
         for task in following:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            await self._watch_store.async_flush()
-        except (StorageError, OSError) as error:
-            _LOGGER.error(
-                "%s: could not save the release follows to %s: %s",
-                self.machine_id,
-                self._watch_store.path,
-                error,
-            )
+        await self._watch_store.async_flush()
         await self.client.async_close()
 
     # ---- what the webhook asks ----------------------------------------------------------
@@ -493,10 +438,9 @@ class QrGatewayProvider(PaymentProvider):
         (it is followed until the hub stops all the same)."""
         if payment_id in self._releases:
             return  # followed already: a repeated release
-        watch = _ReleaseWatch(
+        watch = ReleaseWatch(
             payment_id, session_id, amount, utcnow() + timedelta(seconds=self.release_watch)
         )
-        self._watches[payment_id] = watch
         self._start_release_follow(watch, look_now=False)
         _LOGGER.info(
             "%s: payment %s of cancelled session %s is still pending at YooKassa (it cannot be "
@@ -507,31 +451,26 @@ class QrGatewayProvider(PaymentProvider):
             self.release_watch,
         )
         try:
-            await self._async_load_release_watches()  # never overwrite follows not read yet
-            # Shielded: a second cancel must not let a later save overtake this one.
-            await asyncio.shield(self._watch_store.async_save(self._stored_watches()))
-        except (StorageError, OSError) as error:
-            raise PaymentError(
-                f"the follow of payment {payment_id} could not be stored in "
-                f"{self._watch_store.path} ({error}); it lasts until the hub stops"
-            ) from error
+            await self._watch_store.async_add(watch)
+        except ReleaseWatchNotStored as error:
+            raise PaymentError(f"{error}; it lasts until the hub stops") from error
 
-    def _start_release_follow(self, watch: _ReleaseWatch, *, look_now: bool) -> None:
-        follow = _Follow(watch.payment_id, watch.session_id)
-        self._follows[watch.payment_id] = follow
+    def _start_release_follow(self, watch: ReleaseWatch, *, look_now: bool) -> None:
+        follow = _Follow(watch.reference, watch.session_id)
+        self._follows[watch.reference] = follow
         task = self.hub.async_create_background_task(
             self._async_watch_release(watch, follow, look_now=look_now),
-            name=f"qr_gateway release {watch.payment_id}",
+            name=f"qr_gateway release {watch.reference}",
         )
-        self._releases[watch.payment_id] = task
-        task.add_done_callback(lambda done: self._release_task_done(watch.payment_id, done))
+        self._releases[watch.reference] = task
+        task.add_done_callback(lambda done: self._release_task_done(watch.reference, done))
 
     def _release_task_done(self, payment_id: str, task: asyncio.Task[None]) -> None:
         if self._releases.get(payment_id) is task:
             del self._releases[payment_id]
 
     async def _async_watch_release(
-        self, watch: _ReleaseWatch, follow: _Follow, *, look_now: bool
+        self, watch: ReleaseWatch, follow: _Follow, *, look_now: bool
     ) -> None:
         """Release the payment once it is paid; give up at ``watch.until``. A cancel (the
         provider stopping) keeps the stored follow for the next start."""
@@ -548,7 +487,7 @@ class QrGatewayProvider(PaymentProvider):
                         _LOGGER.warning(
                             "%s: releasing payment %s failed (%s); trying again",
                             self.machine_id,
-                            watch.payment_id,
+                            watch.reference,
                             error,
                         )
                         follow.payment = None
@@ -557,104 +496,40 @@ class QrGatewayProvider(PaymentProvider):
                 "%s: payment %s of a cancelled session stayed pending until the end of its "
                 "release_watch (%s); YooKassa cancels unpaid payments when they expire",
                 self.machine_id,
-                watch.payment_id,
+                watch.reference,
                 watch.until.isoformat(timespec="seconds"),
             )
         finally:
-            if self._follows.get(watch.payment_id) is follow:
-                del self._follows[watch.payment_id]
-        self._forget_release_watch(watch)
-
-    # ---- stored release follows ---------------------------------------------------------
-
-    def _stored_watches(self) -> dict[str, Any]:
-        return {"watches": [watch.as_dict() for watch in self._watches.values()]}
-
-    async def _async_load_release_watches(self) -> None:
-        """Read the stored follows once; what cannot be read is logged and left out."""
-        async with self._watches_loading:
-            if self._watches_loaded:
-                return
-            self._watches_loaded = True
-            path = self._watch_store.path
-            try:
-                stored = await self._watch_store.async_load()
-            except (StorageError, OSError) as error:
-                # A corrupt file the Store moves aside and logs itself; this is what it refuses.
-                _LOGGER.error(
-                    "%s: cannot read the release follows stored in %s (%s); payments followed "
-                    "before the restart are not followed now",
-                    self.machine_id,
-                    path,
-                    error,
-                )
-                return
-            if stored is None:
-                return
-            entries = stored.get("watches") if isinstance(stored, dict) else None
-            if not isinstance(entries, list):
-                _LOGGER.error(
-                    "%s: %s holds no list of release follows; starting without them",
-                    self.machine_id,
-                    path,
-                )
-                return
-            for entry in entries:
-                try:
-                    watch = _ReleaseWatch.from_dict(entry)
-                except ValueError as error:
-                    _LOGGER.error(
-                        "%s: skipped a release follow in %s: %s", self.machine_id, path, error
-                    )
-                    continue
-                self._watches.setdefault(watch.payment_id, watch)
+            if self._follows.get(watch.reference) is follow:
+                del self._follows[watch.reference]
+        self._watch_store.remove(watch)
 
     async def _async_resume_release_watches(self) -> None:
         """Go on following the stored payments whose ``release_watch`` has not run out."""
-        await self._async_load_release_watches()
-        now = utcnow()
-        ran_out = False
-        for watch in list(self._watches.values()):
-            if watch.payment_id in self._releases:
+        stored = await self._watch_store.async_load()
+        for watch in stored.ran_out:
+            _LOGGER.info(
+                "%s: no longer following payment %s of cancelled session %s: its "
+                "release_watch ran out at %s while the hub was down; YooKassa cancels "
+                "unpaid payments when they expire",
+                self.machine_id,
+                watch.reference,
+                watch.session_id,
+                watch.until.isoformat(timespec="seconds"),
+            )
+        for watch in stored.resume:
+            if watch.reference in self._releases:
                 continue
-            if watch.until <= now:
-                del self._watches[watch.payment_id]
-                ran_out = True
-                _LOGGER.info(
-                    "%s: no longer following payment %s of cancelled session %s: its "
-                    "release_watch ran out at %s while the hub was down; YooKassa cancels "
-                    "unpaid payments when they expire",
-                    self.machine_id,
-                    watch.payment_id,
-                    watch.session_id,
-                    watch.until.isoformat(timespec="seconds"),
-                )
-                continue
-            self._amounts.setdefault(watch.payment_id, watch.amount)
+            self._amounts.setdefault(watch.reference, watch.amount)
             self._start_release_follow(watch, look_now=True)
             _LOGGER.info(
                 "%s: following payment %s of cancelled session %s again after the restart, "
                 "until %s, to cancel it if it is paid",
                 self.machine_id,
-                watch.payment_id,
+                watch.reference,
                 watch.session_id,
                 watch.until.isoformat(timespec="seconds"),
             )
-        if ran_out:
-            self._remove_watches_later()
-
-    def _forget_release_watch(self, watch: _ReleaseWatch) -> None:
-        """The follow ended (released, or its time ran out): drop it from the store."""
-        if self._watches.get(watch.payment_id) is watch:
-            del self._watches[watch.payment_id]
-            self._remove_watches_later()
-
-    def _remove_watches_later(self) -> None:
-        try:
-            self._watch_store.async_delay_save(self._stored_watches, RELEASE_WATCHES_REMOVE_DELAY)
-        except StorageError as error:
-            # The store refused its file at load (logged then): nothing is written to it.
-            _LOGGER.debug("%s: %s", self.machine_id, error)
 
     async def _async_release(self, payment: dict[str, Any], session_id: str) -> bool:
         """Cancel (or refund) what ``payment`` holds; False while it is still pending."""

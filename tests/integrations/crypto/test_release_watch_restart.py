@@ -94,8 +94,8 @@ async def test_a_follow_of_a_release_after_a_restart_survives_another_restart(
     await server.pay(invoice["id"])  # confirming when the hub releases the session
     await first.async_release_session("sess-btc-twice", PRICE)
     (saved,) = restarts.stored_watches()  # on disk when the engine is told it is done
-    assert (saved["invoice_id"], saved["session_id"]) == (invoice["id"], "sess-btc-twice")
-    assert (saved["amount"], saved["currency"]) == (250, "EUR")
+    assert (saved["reference"], saved["session_id"]) == (invoice["id"], "sess-btc-twice")
+    assert saved["amount"] == {"amount": 250, "currency": "EUR"}
     assert server.pull_payments == {}
     await restarts.stop()  # the hub restarts again while it follows the invoice
 
@@ -132,8 +132,8 @@ async def test_a_follow_of_a_cancelled_authorize_survives_a_restart(
     with pytest.raises(asyncio.CancelledError):
         await authorizing.task
     (saved,) = restarts.stored_watches()  # on disk before the cancellation reached the engine
-    assert (saved["invoice_id"], saved["session_id"]) == (invoice["id"], "sess-btc-walked-away")
-    assert (saved["amount"], saved["currency"]) == (250, "EUR")
+    assert (saved["reference"], saved["session_id"]) == (invoice["id"], "sess-btc-walked-away")
+    assert saved["amount"] == {"amount": 250, "currency": "EUR"}
     await restarts.stop()
     server.webhooks_enabled = True
 
@@ -182,7 +182,7 @@ def _not_json(path: Path) -> None:
 
 
 def _not_follows(path: Path) -> None:
-    entry = {"invoice_id": "x", "session_id": "s", "amount": "2.50", "currency": "EUR"}
+    entry = {"reference": "x", "session_id": "s", "amount": {"amount": "2.50", "currency": "EUR"}}
     path.write_text(json.dumps({"version": 1, "key": path.name, "data": {"watches": [entry]}}))
 
 
@@ -236,7 +236,7 @@ async def test_follows_made_at_another_btcpay_store_are_not_resumed(
     await first.async_release_session("sess-btc-moved", PRICE)
     await restarts.stop()
     envelope = json.loads(restarts.store_file.read_text())
-    envelope["data"]["store_id"] = "AnotherStore"  # the machine was moved to another store
+    envelope["data"]["scope"] = "AnotherStore"  # the machine was moved to another store
     restarts.store_file.write_text(json.dumps(envelope))
 
     calls_before = len(server.calls)

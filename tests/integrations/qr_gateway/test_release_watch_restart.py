@@ -47,7 +47,7 @@ def stored_watches(folder: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     envelope = json.loads(path.read_text(encoding="utf-8"))
-    return {watch["payment_id"]: watch for watch in envelope["data"]["watches"]}
+    return {watch["reference"]: watch for watch in envelope["data"]["watches"]}
 
 
 def calls_for(gateway: YooKassaServer, payment_id: str, since: int = 0) -> list[str]:
@@ -204,7 +204,7 @@ async def test_a_corrupt_store_file_is_logged_and_the_provider_starts(
 ) -> None:
     path = store_path(tmp_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b'{"version": 1, "data": {"watches": [{"payment_id": "2f9c')  # cut short
+    path.write_bytes(b'{"version": 1, "data": {"watches": [{"reference": "2f9c')  # cut short
     with caplog.at_level(logging.ERROR):
         provider = await make_provider()
     assert any(
@@ -230,7 +230,7 @@ async def test_unreadable_entries_are_skipped_and_the_others_resumed(
     await before.async_stop()
     path = store_path(tmp_path)
     envelope = json.loads(path.read_text(encoding="utf-8"))
-    envelope["data"]["watches"].append({"payment_id": "2f9c", "session_id": "s", "until": 5})
+    envelope["data"]["watches"].append({"reference": "2f9c", "session_id": "s", "until": 5})
     path.write_text(json.dumps(envelope), encoding="utf-8")
 
     with caplog.at_level(logging.ERROR):

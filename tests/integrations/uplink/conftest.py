@@ -174,16 +174,22 @@ async def machine_hub(
         textwrap.dedent(MACHINE_CONFIGURATION.format(port=broker.port, prefix=prefix))
     )
     running: list[Hub] = []
+    yield lambda: start_machine_hub_in(folder, running)
+    await stop_machine_hubs(running)
 
-    async def start() -> MachineHub:
-        prepared = prepare(folder)
-        assert prepared.issues == []
-        hub, report = await async_start_hub(prepared)
-        assert report.failed == {}, report.failed
-        running.append(hub)
-        return MachineHub(folder, hub)
 
-    yield start
+async def start_machine_hub_in(folder: Path, running: list[Hub]) -> MachineHub:
+    """Start the hub of ``folder`` (no configuration issue, every integration set up) and add
+    it to ``running``, for ``stop_machine_hubs``."""
+    prepared = prepare(folder)
+    assert prepared.issues == []
+    hub, report = await async_start_hub(prepared)
+    assert report.failed == {}, report.failed
+    running.append(hub)
+    return MachineHub(folder, hub)
+
+
+async def stop_machine_hubs(running: list[Hub]) -> None:
     for hub in running:
         if not hub.is_stopping:
             await hub.async_stop()

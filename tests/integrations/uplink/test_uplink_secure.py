@@ -35,7 +35,6 @@ from tests.integrations.mqtt.conftest import (
     until,
 )
 from tests.mosquitto import Mosquitto
-from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.hub import Hub
 from vendhub.machine.credentials import HUB_USERNAME, add_machine, ensure_hub_user
 from vendhub.machine.mosquitto_files import write_mosquitto_files
@@ -48,6 +47,8 @@ from .conftest import (
     MachineHub,
     MachineStarter,
     linked,
+    start_machine_hub_in,
+    stop_machine_hubs,
 )
 
 SECRET_NAME = "lobby_1_fleet"
@@ -270,17 +271,10 @@ async def start_machine_hub(
             machine_configuration(secure_broker.port, prefix, ca_certs)
         )
         (folder / "secrets.yaml").write_text(f"{SECRET_NAME}: {json.dumps(password)}\n")
-        prepared = prepare(folder)
-        assert prepared.issues == []
-        hub, report = await async_start_hub(prepared)
-        assert report.failed == {}, report.failed
-        running.append(hub)
-        return MachineHub(folder, hub)
+        return await start_machine_hub_in(folder, running)
 
     yield start
-    for hub in running:
-        if not hub.is_stopping:
-            await hub.async_stop()
+    await stop_machine_hubs(running)
 
 
 @pytest.fixture
