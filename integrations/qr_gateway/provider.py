@@ -21,8 +21,8 @@ the amount and the wall-clock time it is followed until are written at once to t
 ``async_start`` resumes the stored follows whose time has not run out (fetching the payment at
 once, then as a live follow: notifications and polls) and drops, with an INFO line, those that
 ran out while the hub was down. An ended follow is removed with a delayed save; one still
-running is never removed. A store that
-cannot be read is logged as an ERROR naming the file, and the provider starts without it.
+running is never removed. A store that cannot be read is logged as an ERROR naming the file,
+and the provider starts without it.
 
 After a restart that cut an authorize off, ``async_release_session`` finds the session's
 payment without knowing its id: the API cannot search payments by metadata, so it lists them
