@@ -32,9 +32,10 @@ saved (invoice, session, amount, the UTC time it ends, the store) to
 the store id as its scope) before the cancelled authorize re-raises and before
 ``async_release_session`` returns: the engine never counts as dealt with a payment that a
 restart could forget. ``async_start`` resumes the saved follows whose time has not run out
-(looking at the invoice at once) and drops the others with an INFO line (those of another
-store with an ERROR). A follow leaves the file when it ends (released, or its time ran out),
-never when the provider stops. A follow that cannot be saved still runs, with an ERROR;
+(looking at the invoice at once) and drops the others with an ERROR naming the invoice to
+check (as when a follow runs out while the hub is up), and those of another store too. A
+follow leaves the file when it ends (released, or its time ran out), never when the provider
+stops. A follow that cannot be saved still runs, with an ERROR;
 ``async_release_session`` then raises ``PaymentError``, so the engine tries the release again
 at its next start. A file that cannot be read is logged at ERROR with its path, and the
 provider starts without it.
@@ -581,7 +582,8 @@ class CryptoProvider(PaymentProvider):
     async def _async_resume_release_watches(self) -> None:
         stored = await self._watch_store.async_load()
         for watch in stored.ran_out:
-            _LOGGER.info(
+            # As when one runs out while the hub is up: a paid invoice may be left unrefunded.
+            _LOGGER.error(
                 "%s: the follow of invoice %s (session %s) ran out at %s while the hub was "
                 "down; it is not resumed: check it in BTCPay and refund it there if it was "
                 "paid",

@@ -166,7 +166,7 @@ async def test_a_follow_whose_time_ran_out_while_stopped_is_not_resumed(
     with caplog.at_level(logging.INFO, logger=PROVIDER_LOGGER):
         second = await restarts.start()
     (dropped,) = [r for r in caplog.records if invoice["id"] in r.getMessage()]
-    assert dropped.levelno == logging.INFO
+    assert dropped.levelno == logging.ERROR
     assert "not resumed" in dropped.getMessage()
     await server.confirm(invoice["id"])  # its webhook names an invoice nobody follows
     assert second.webhooks.rejections == {"unknown_invoice": 1}
