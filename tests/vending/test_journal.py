@@ -70,8 +70,12 @@ def _sessions_in_database_file(path: Path, copy: Path) -> int:
     connection = sqlite3.connect(copy)
     try:
         return connection.execute("SELECT count(*) FROM sessions").fetchone()[0]
-    except sqlite3.OperationalError:  # not even the schema was checkpointed yet
-        return 0
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):  # not even the schema was checkpointed yet
+            return 0
+        return -1  # copied while a checkpoint wrote the file
+    except sqlite3.DatabaseError:  # copied while a checkpoint wrote the file
+        return -1
     finally:
         connection.close()
 
@@ -148,6 +152,50 @@ async def test_checkpoints_wait_for_a_lull_in_the_commits(
         )
     finally:
         await journal.async_close()
+
+
+def _fill_log(path: Path, pages: int) -> None:
+    """Write about ``pages`` pages to the journal's log with a connection of its own."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        connection.execute("CREATE TABLE filler (data BLOB)")
+        connection.execute("BEGIN")
+        connection.executemany("INSERT INTO filler VALUES (randomblob(3000))", [()] * pages)
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+
+
+async def test_a_commit_interrupts_a_checkpoint_begun_in_a_lull(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst after a quiet spell does not wait for the checkpoint the spell began: the
+    writer stops it, and the next lull checkpoints everything."""
+    monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL", 0.05)
+    monkeypatch.setattr(journal_module, "CHECKPOINT_WHEN_IDLE", 0.1)
+    path = tmp_path / "vending.journal.db"
+    journal = VendJournal(path)
+    await journal.async_open()
+    housekeeper = journal._housekeeper
+    assert housekeeper is not None
+    try:
+        # A log that takes a while to copy (15,000 pages: 60 MB; 200 ms on a VM disk).
+        await asyncio.get_running_loop().run_in_executor(None, _fill_log, path, 15_000)
+        await journal.async_save(_session(1), "authorize", "begin")
+        deadline = time.monotonic() + 10
+        while housekeeper._interruptible is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert housekeeper._interruptible is not None, "no checkpoint began in the lull"
+        await journal.async_save(_session(2), "authorize", "begin")
+        await eventually(lambda: housekeeper.interrupted == 1, timeout=5)
+        # The next lull finishes the job: the database file alone holds both sessions.
+        await eventually(
+            lambda: _sessions_in_database_file(path, tmp_path / "copy.db") == 2, timeout=10
+        )
+    finally:
+        await journal.async_close()
+    assert _wal_bytes(path) == 0
 
 
 async def test_a_journal_that_never_pauses_is_checkpointed_anyway(

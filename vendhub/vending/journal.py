@@ -25,7 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -295,6 +295,9 @@ class _Writer(threading.Thread):
         self.commits = 0
         self.last_commit = 0.0
         """``time.monotonic()`` of the latest commit (the housekeeper waits for a lull)."""
+        self.before_commit: Callable[[], None] = _nothing
+        """Called in the thread when a batch arrives, before its commit (the housekeeper
+        interrupts a checkpoint that would slow the commit down)."""
 
     def run(self) -> None:
         try:
@@ -308,6 +311,7 @@ class _Writer(threading.Thread):
         try:
             while True:
                 batch = self.queue.get()
+                self.before_commit()
                 if batch is None:
                     _checkpoint(connection, "TRUNCATE")
                     return
@@ -361,10 +365,13 @@ class _Housekeeper(threading.Thread):
     writes and syncs the database file, and a commit's sync that comes meanwhile waits for the
     disk (commits of 1 ms took 7-11 ms under a checkpoint of 12-19 ms), so checkpoints wait
     for a lull: ``CHECKPOINT_WHEN_IDLE`` without a commit, at most once a
-    ``CHECKPOINT_INTERVAL``; a writer that never pauses is checkpointed anyway
-    ``CHECKPOINT_AT_LATEST`` after the last checkpoint. A log that keeps growing because the
-    writer never pauses long enough is reset (RESTART, which waits for the writer once) past
-    ``RESTART_LOG_FRAMES``.
+    ``CHECKPOINT_INTERVAL``. A lull can end while its checkpoint runs (a quiet minute, then
+    fifty machines sell at once): the writer then interrupts the checkpoint before it commits
+    (a checkpoint of a 60 MB log took 200 ms; it stops within a millisecond), and the next lull
+    tries again. A writer that never pauses is checkpointed anyway, without interruption,
+    ``CHECKPOINT_AT_LATEST`` after the last complete checkpoint. A log that keeps growing
+    because the writer never pauses long enough is reset (RESTART, which waits for the writer
+    once) past ``RESTART_LOG_FRAMES``.
 
     Pruning: once every ``prune_every`` seconds (the first time ``PRUNE_FIRST_AFTER`` after
     opening), the sessions finished, recorded and closed longer than ``keep_finished`` ago
@@ -381,12 +388,24 @@ class _Housekeeper(threading.Thread):
         self.keep_finished = keep_finished
         self.prune_every = prune_every
         self.stopping = threading.Event()
+        self.interrupted = 0
+        """Checkpoints the writer interrupted because a commit came."""
+        self._interruptible: sqlite3.Connection | None = None
+        """The connection while it runs a checkpoint that a commit may interrupt."""
+        self._interrupt_lock = threading.Lock()
+        writer.before_commit = self.interrupt_checkpoint
+
+    def interrupt_checkpoint(self) -> None:
+        """Stop a checkpoint begun in a lull, if one runs (called by the writer's thread)."""
+        with self._interrupt_lock:
+            if self._interruptible is not None:
+                self._interruptible.interrupt()
 
     def run(self) -> None:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout=5000")
         checkpointed = self.writer.commits
-        last_checkpoint = time.monotonic()
+        last_checkpoint = last_attempt = time.monotonic()
         next_prune = last_checkpoint + min(PRUNE_FIRST_AFTER, self.prune_every)
         try:
             while not self.stopping.wait(min(CHECKPOINT_INTERVAL, CHECKPOINT_WHEN_IDLE)):
@@ -398,17 +417,35 @@ class _Housekeeper(threading.Thread):
                     except sqlite3.Error as error:
                         _LOGGER.warning("Pruning the vending journal failed: %s", error)
                 commits = self.writer.commits
-                if commits == checkpointed or now - last_checkpoint < CHECKPOINT_INTERVAL:
+                if commits == checkpointed or now - last_attempt < CHECKPOINT_INTERVAL:
                     continue
                 idle = now - self.writer.last_commit >= CHECKPOINT_WHEN_IDLE
                 if not idle and now - last_checkpoint < CHECKPOINT_AT_LATEST:
                     continue
+                last_attempt = now
+                try:
+                    log_frames = self._checkpoint_passive(connection, interruptible=idle)
+                except _CheckpointInterrupted:
+                    self.interrupted += 1
+                    continue
                 checkpointed, last_checkpoint = commits, now
-                log_frames = _checkpoint(connection, "PASSIVE")
                 if log_frames is not None and log_frames > RESTART_LOG_FRAMES:
                     _checkpoint(connection, "RESTART")
         finally:
             connection.close()
+
+    def _checkpoint_passive(
+        self, connection: sqlite3.Connection, interruptible: bool
+    ) -> int | None:
+        if not interruptible:
+            return _checkpoint(connection, "PASSIVE")
+        with self._interrupt_lock:
+            self._interruptible = connection
+        try:
+            return _checkpoint(connection, "PASSIVE")
+        finally:
+            with self._interrupt_lock:
+                self._interruptible = None
 
 
 _PRUNABLE = (
@@ -441,15 +478,26 @@ def prune_finished(connection: sqlite3.Connection, before: float) -> int:
             return pruned
 
 
+class _CheckpointInterrupted(Exception):
+    """A checkpoint stopped by ``sqlite3.Connection.interrupt`` (the log is left as it was)."""
+
+
 def _checkpoint(connection: sqlite3.Connection, mode: str) -> int | None:
     """Run a checkpoint; the frames in the log, or None when it failed (logged: the journal
-    stays correct, its log file only grows until a later checkpoint succeeds)."""
+    stays correct, its log file only grows until a later checkpoint succeeds). Raises
+    ``_CheckpointInterrupted`` when it was interrupted."""
     try:
         _busy, log_frames, _copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
     except sqlite3.Error as error:
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
+            raise _CheckpointInterrupted from error
         _LOGGER.warning("Checkpoint (%s) of the vending journal failed: %s", mode, error)
         return None
     return int(log_frames)
+
+
+def _nothing() -> None:
+    return None
 
 
 @functools.lru_cache(maxsize=256)
