@@ -319,14 +319,15 @@ class VendEngine:
             )
         if self.stock.get(slot, 0) <= 0:
             raise VendRefused(VendOutcome.sold_out, f"slot {slot} ({plan.product}) is sold out")
-        try:
-            payment_method = PaymentMethod(method)
-        except ValueError:
+        payment_method = (
+            method if isinstance(method, PaymentMethod) else _PAYMENT_METHODS.get(method)
+        )
+        if payment_method is None:
             raise VendRefused(
                 VendOutcome.method_not_accepted,
                 f"unknown payment method {method!r}; one of "
                 f"{', '.join(item.value for item in PaymentMethod)}",
-            ) from None
+            )
         free_vend = self.mode is MachineMode.free_vend
         provider = None if free_vend else self._providers.get(payment_method)
         if provider is None and not free_vend:
@@ -1427,6 +1428,8 @@ class _SessionIds:
 
 
 _new_session_id = _SessionIds()
+_PAYMENT_METHODS: dict[str, PaymentMethod] = {method.value: method for method in PaymentMethod}
+"""Methods by value: a dict lookup, not the enum's ``PaymentMethod(value)`` call (a vend each)."""
 
 
 def _remaining_credit(authorization: Authorization, price: Money) -> Money | None:

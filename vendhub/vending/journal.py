@@ -131,7 +131,7 @@ def session_to_json(session: VendSession, data: Mapping[str, Any] | None = None)
     dispense = session.dispense
     snapshot["dispense"] = (
         {
-            "outcome": dispense.outcome.value,
+            "outcome": dispense.outcome._value_,
             "slot": dispense.slot,
             "drop_confirmed": dispense.drop_confirmed,
             "detail": dispense.detail,
@@ -673,8 +673,8 @@ class VendJournal:
             (
                 session_id,
                 session.machine_id,
-                session.state.value,
-                session.outcome.value if session.outcome else None,
+                session.state._value_,
+                session.outcome._value_ if session.outcome else None,
                 snapshot,
                 now,
                 now,

@@ -125,7 +125,7 @@ class Authorization:
     def as_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
-            "method": self.method.value,
+            "method": self.method._value_,
             "reference": self.reference,
             "amount": self.amount.as_dict(),
             "credit": self.credit.as_dict() if self.credit is not None else None,

@@ -126,6 +126,8 @@ class VendSession:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for service results, the kiosk and events."""
+        # ``_value_`` rather than ``value``: the same string, without the enum property's
+        # Python-level descriptor (a dozen per vend session snapshot add up).
         return {
             "session_id": self.id,
             "machine_id": self.machine_id,
@@ -133,14 +135,14 @@ class VendSession:
             "product": self.product,
             "price": self.price.amount,
             "currency": self.price.currency,
-            "payment_method": self.method.value,
+            "payment_method": self.method._value_,
             "payment_provider": self.provider,
-            "state": self.state.value,
-            "outcome": self.outcome.value if self.outcome else None,
+            "state": self.state._value_,
+            "outcome": self.outcome._value_ if self.outcome else None,
             "reason": self.reason,
             "free_vend": self.free_vend,
             "authorization": self.authorization.as_dict() if self.authorization else None,
-            "dispense": self.dispense.outcome.value if self.dispense else None,
+            "dispense": self.dispense.outcome._value_ if self.dispense else None,
             "stock_after": self.stock_after,
             "change": self.change.amount if self.change else None,
             "refunded": self.refunded.amount if self.refunded else None,
