@@ -37,6 +37,7 @@ from vendhub.machine.entities import (
     MachineEntityBase,
     MachineInfo,
     SlotEntity,
+    TemperatureSensor,
 )
 from vendhub.machine.link import Handled, MachineLink, Outcome
 from vendhub.recorder.recorder import DATA_RECORDER
@@ -372,6 +373,8 @@ class MqttRuntime:
         if machine_id in self._statuses:
             record.status = self._statuses[machine_id]
         if record.adopted:
+            if announce["refrigerated"]:
+                await self._async_add_temperature_sensor(machine_id)
             self._apply(machine_id, protocol.KIND_ANNOUNCE, announce)
             if live:
                 self._stock_from_announce(machine_id, announce)
@@ -395,6 +398,17 @@ class MqttRuntime:
             )
         if self.auto_adopt:
             await self.async_adopt(machine_id, automatic=True)
+
+    async def _async_add_temperature_sensor(self, machine_id: str) -> None:
+        """An adopted machine that announces a thermometer it lacked gets its sensor (a sensor
+        fitted later, or a board whose status could not be read when it started)."""
+        bundle = self.entities.get(machine_id)
+        if bundle is None or bundle.temperature is not None:
+            return
+        sensor = TemperatureSensor(bundle.machine.info, None)
+        bundle.temperature = sensor
+        await async_add_entities(self.hub, DOMAIN, [sensor])
+        _LOGGER.info("Machine %s reports a temperature now: added %s", machine_id, sensor.entity_id)
 
     def _stock_from_announce(self, machine_id: str, announce: dict[str, Any]) -> None:
         """A machine announces itself on every connect: its stock then is the truth."""

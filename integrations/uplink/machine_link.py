@@ -263,6 +263,12 @@ class MachineUplink:
     async def async_send_telemetry(self) -> bool:
         """Send the readings now; False when the link is down (they are not kept)."""
         status = await self._async_board_status()
+        if status is not None and status.temperature is not None and not self.refrigerated:
+            # A board that had no temperature at start (a sensor plugged in later, a status
+            # that timed out): announced again first, or the fleet has no sensor to show it.
+            self.refrigerated = True
+            _LOGGER.info("Uplink %s: the board reports a temperature now", self.machine_id)
+            await self.agent.update_announce(messages.announce(self.engine, refrigerated=True))
         return await self.agent.telemetry(messages.readings(self.engine, status))
 
     async def _async_telemetry_loop(self) -> None:

@@ -4,6 +4,10 @@ For the demo, tests and the benchmark. It takes ``dispense_time`` seconds per ve
 drops the product unless told otherwise: ``jam_slots`` always jam, ``no_drop_slots`` turn the
 motor but the drop sensor sees nothing, and ``inject()`` makes the next vends of a slot end
 with a chosen outcome (tests use it for jams and board errors).
+
+The board reports a cabinet ``temperature`` (°C) and whether its door is open
+(``door_open``) only where those options are given; ``set_temperature()`` and ``set_door()``
+change them while it runs (None: not reported), as a thermometer and a door switch would.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ KEEP_COMMANDS = 32
 months does not grow."""
 
 
+_temperature = cv.number()
+"""A finite number of °C."""
+
+
 @dataclass(frozen=True, slots=True)
 class DispenseCommand:
     """One dispense the board was asked for, with the monotonic time it was asked."""
@@ -55,6 +63,8 @@ class SimulatorDispenser(Dispenser):
         vol.Optional("no_drop_slots", default=list): vol.All(cv.ensure_list, [slot_code]),
         vol.Optional("drop_sensor", default=True): cv.boolean,
         vol.Optional("offline", default=False): cv.boolean,
+        vol.Optional("temperature"): _temperature,
+        vol.Optional("door_open"): cv.boolean,
     }
 
     def __init__(self, hub: Hub, machine_id: str, options: Mapping[str, Any]) -> None:
@@ -64,6 +74,10 @@ class SimulatorDispenser(Dispenser):
         self.no_drop_slots = frozenset(options.get("no_drop_slots", ()))
         self.drop_sensor = bool(options.get("drop_sensor", True))
         self.offline = bool(options.get("offline", False))
+        temperature = options.get("temperature")
+        self.temperature: float | None = None if temperature is None else float(temperature)
+        door_open = options.get("door_open")
+        self.door_open: bool | None = None if door_open is None else bool(door_open)
         self.commands: deque[DispenseCommand] = deque(maxlen=KEEP_COMMANDS)
         self.dropped: dict[str, int] = {}
         self._injected: dict[str, list[DispenseOutcome | BaseException]] = {}
@@ -71,6 +85,21 @@ class SimulatorDispenser(Dispenser):
     def inject(self, slot: str, outcome: DispenseOutcome | BaseException, times: int = 1) -> None:
         """End the next ``times`` vends of ``slot`` with ``outcome`` (or raise it)."""
         self._injected.setdefault(slot, []).extend([outcome] * times)
+
+    def set_temperature(self, value: float | None) -> None:
+        """Report ``value`` °C as the cabinet temperature from now on (None: report none)."""
+        try:
+            self.temperature = None if value is None else _temperature(value)
+        except vol.Invalid as error:
+            raise ValueError(f"temperature: {error.error_message}") from None
+        self._async_publish_status(self._status())
+
+    def set_door(self, open_: bool | None) -> None:
+        """Report the door as open or closed from now on (None: report nothing of it)."""
+        if open_ is not None and not isinstance(open_, bool):
+            raise ValueError(f"door: expected True, False or None, got {cv.describe_value(open_)}")
+        self.door_open = open_
+        self._async_publish_status(self._status())
 
     async def async_dispense(self, slot: str, vend_id: str) -> DispenseResult:
         self.commands.append(DispenseCommand(slot, vend_id, time.perf_counter()))
@@ -96,4 +125,9 @@ class SimulatorDispenser(Dispenser):
         )
 
     async def async_status(self) -> DispenserStatus:
-        return DispenserStatus(online=not self.offline)
+        return self._status()
+
+    def _status(self) -> DispenserStatus:
+        return DispenserStatus(
+            online=not self.offline, temperature=self.temperature, door_open=self.door_open
+        )

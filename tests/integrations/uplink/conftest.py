@@ -139,11 +139,11 @@ class MachineHub:
     def link(self) -> MachineUplink:
         return self.hub.data["uplink"][0]
 
-    async def buy(self, slot: str = "A1") -> dict[str, Any]:
+    async def buy(self, slot: str = "A1", machine_id: str = MACHINE_ID) -> dict[str, Any]:
         return await self.hub.services.async_call(
             "vending",
             "select",
-            {"machine_id": MACHINE_ID, "slot": slot, "method": "card"},
+            {"machine_id": machine_id, "slot": slot, "method": "card"},
             blocking=True,
         )
 
