@@ -187,6 +187,35 @@ async def test_a_writer_that_cannot_keep_up_is_behind(
     await hub.async_stop()
 
 
+async def test_two_machines_may_number_their_events_alike(tmp_path: Path, db_url: str) -> None:
+    """Event ids are unique per machine only: the same id from two machines, paid through the
+    same provider, is two sales (it stopped the recorder's writer when payments were unique
+    per provider and event id alone)."""
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    for machine_id in ("lobby_1", "lobby_2"):
+        waiter = asyncio.ensure_future(
+            recorder.async_wait_recorded(machine_id, "00000001", timeout=10)
+        )
+        await asyncio.sleep(0)
+        hub.bus.async_fire(
+            "vend_completed",
+            vend_data("00000001", machine_id=machine_id, payment_provider="sumup"),
+        )
+        assert (await waiter).duplicate is False
+    # And the writer still records what comes next.
+    waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "00000002", timeout=10))
+    await asyncio.sleep(0)
+    hub.bus.async_fire("vend_completed", vend_data("00000002", payment_provider="sumup"))
+    assert (await waiter).duplicate is False
+
+    assert count(recorder, VendTransaction) == 3
+    assert count(recorder, Payment) == 3
+    assert count(recorder, Payment, Payment.machine_id == "lobby_2") == 1
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
 async def test_the_same_vend_event_three_times_is_recorded_once(
     tmp_path: Path, db_url: str
 ) -> None:

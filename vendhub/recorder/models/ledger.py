@@ -46,7 +46,8 @@ class Payment(Base):
     """A payment and where it is in its life: authorized, captured, voided, refunded, failed."""
 
     __tablename__ = "payments"
-    __table_args__ = (UniqueConstraint("provider", "source_event_id"),)
+    # Event ids are unique per machine (a vend's payment takes the machine's event id).
+    __table_args__ = (UniqueConstraint("machine_id", "provider", "source_event_id"),)
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
     transaction_id: Mapped[int | None] = mapped_column(
