@@ -184,7 +184,8 @@ async def test_a_commit_interrupts_a_checkpoint_begun_in_a_lull(
         await asyncio.get_running_loop().run_in_executor(None, _fill_log, path, 15_000)
         await journal.async_save(_session(1), "authorize", "begin")
         deadline = time.monotonic() + 10
-        while housekeeper._interruptible is None and time.monotonic() < deadline:
+        # Polled every millisecond: the thread's checkpoint has no event, and may be short.
+        while housekeeper._interruptible is None and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         assert housekeeper._interruptible is not None, "no checkpoint began in the lull"
         await journal.async_save(_session(2), "authorize", "begin")
