@@ -187,6 +187,42 @@ async def test_a_writer_that_cannot_keep_up_is_behind(
     await hub.async_stop()
 
 
+async def test_a_money_event_that_cannot_be_written_is_left_out_and_the_rest_recorded(
+    tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad money event (here one without a price, as a plugin or an automation could
+    fire) is logged and left out; the events queued with it and after it are recorded, and
+    the writer goes on (it used to stop, and the hub recorded nothing more)."""
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    waiters = [
+        asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", event_id, timeout=10))
+        for event_id in ("good-1", "good-2")
+    ]
+    await asyncio.sleep(0)
+    bad = vend_data("bad-1")
+    del bad["price"]
+    # Fired in one turn of the loop: the writer takes them in one batch.
+    hub.bus.async_fire("vend_completed", vend_data("good-1"))
+    hub.bus.async_fire("vend_completed", bad)
+    hub.bus.async_fire("vend_completed", vend_data("good-2"))
+    assert [record.duplicate for record in await asyncio.gather(*waiters)] == [False, False]
+
+    assert recorder.stats.money_rejected == 1
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "vend_completed event 'bad-1' of machine 'lobby_1'" in errors[0].getMessage()
+    assert "KeyError" in errors[0].getMessage()
+    waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "good-3", timeout=10))
+    await asyncio.sleep(0)
+    hub.bus.async_fire("vend_completed", vend_data("good-3"))
+    await waiter
+    assert count(recorder, VendTransaction) == 3
+    assert count(recorder, VendTransaction, VendTransaction.source_event_id == "bad-1") == 0
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
 async def test_two_machines_may_number_their_events_alike(tmp_path: Path, db_url: str) -> None:
     """Event ids are unique per machine only: the same id from two machines, paid through the
     same provider, is two sales (it stopped the recorder's writer when payments were unique

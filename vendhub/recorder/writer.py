@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from vendhub.core.events import Event, EventOrigin
@@ -53,8 +53,9 @@ class DurableRecord(Protocol):
     """A row that must not wait for the history commit (the audit log's): the writer writes
     it with the money events, in their transaction, committed at once.
 
-    ``write`` must raise nothing but the driver's connection errors (a row the database
-    refuses would stop the money with it): check and trim values before queueing.
+    ``write`` should raise nothing but the driver's connection errors: check and trim values
+    before queueing (a row the database refuses is logged and left out, and the money events
+    of its batch are then written one by one).
     ``committed`` is called in the writer thread after the commit and must not raise.
     """
 
@@ -93,6 +94,8 @@ class WriterStats:
     events_written: int = 0
     money_written: int = 0
     money_duplicates: int = 0
+    money_rejected: int = 0
+    """Money events the database refused (or that lacked a field), logged and left out."""
     states_dropped: int = 0
     events_dropped: int = 0
     money_dropped: int = 0
@@ -588,12 +591,53 @@ class RecorderWriter(threading.Thread):
                     else:
                         event.write(connection)
                         durable.append(event)
-        except (OperationalError, DBAPIError) as error:
-            if isinstance(error, IntegrityError):
-                raise
-            self._lost_connection(error)
-            return
+        except Exception as error:
+            if _is_connection_error(error):
+                self._lost_connection(error)
+                return
+            # One event the database refuses (or that lacks a field) must not stop the
+            # others, nor the writer: each goes alone, and the one that fails is left out.
+            records, durable = self._write_money_one_by_one(connection)
+            if self._connection is None:  # the connection went while writing them
+                return
         self._pending_money = []
+        self._money_committed(records, durable)
+
+    def _write_money_one_by_one(
+        self, connection: Connection
+    ) -> tuple[list[MoneyRecord], list[DurableRecord]]:
+        """Write each pending money event in a transaction of its own; log and count the ones
+        that cannot be written. On a connection error the rest stays pending."""
+        records: list[MoneyRecord] = []
+        durable: list[DurableRecord] = []
+        events = self._pending_money
+        for index, event in enumerate(events):
+            try:
+                with connection.begin():
+                    if isinstance(event, Event):
+                        record = write_money_event(connection, event)
+                    else:
+                        event.write(connection)
+            except Exception as error:
+                if _is_connection_error(error):
+                    self._pending_money = events[index:]
+                    self._money_committed(records, durable)
+                    self._lost_connection(error)
+                    return [], []
+                self.stats.money_rejected += 1
+                _LOGGER.error(
+                    "Recorder: left out %s; the database refused it or it lacks a field: %s",
+                    _describe_money(event),
+                    _short(error),
+                )
+                continue
+            if isinstance(event, Event):
+                records.append(record)
+            else:
+                durable.append(event)
+        return records, durable
+
+    def _money_committed(self, records: list[MoneyRecord], durable: list[DurableRecord]) -> None:
         written = sum(1 for record in records if not record.duplicate)
         self.stats.money_written += written
         self.stats.money_duplicates += len(records) - written
@@ -694,6 +738,24 @@ def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any
 
 def _attributes_id_of(cached: Any) -> int:
     return cached[1] if isinstance(cached, tuple) else int(cached)
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` says the database is out of reach (retry later), not that it refused
+    the data (which no retry changes)."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _describe_money(item: Event | DurableRecord) -> str:
+    if isinstance(item, Event):
+        data = item.data
+        return (
+            f"{item.event_type} event {data.get('event_id')!r} of machine "
+            f"{data.get('machine_id')!r}"
+        )
+    return f"a {type(item).__name__} record"
 
 
 def _short(error: BaseException) -> str:
