@@ -130,6 +130,8 @@ class MachineUplink:
         )
         self._unsubscribe: list[Callable[[], None]] = []
         self._telemetry_task: asyncio.Task[None] | None = None
+        self._door_open: bool | None = None
+        """The door's state as last sent (None: the board does not say)."""
         self._stores: set[asyncio.Task[Any]] = set()
 
     # ---- life cycle ------------------------------------------------------------------------
@@ -149,6 +151,11 @@ class MachineUplink:
         if status is not None and status.temperature is not None:
             self.refrigerated = True
             await self.agent.update_announce(messages.announce(self.engine, refrigerated=True))
+        # The door's state at start goes with the first telemetry; its changes from now on go
+        # as events, at once and through the outbox (an opening shorter than the telemetry
+        # interval would otherwise never reach the fleet's door alarm).
+        self._door_open = status.door_open if status is not None else None
+        self._unsubscribe.append(self.engine.machine.dispenser.async_listen(self._note_door))
         await self.async_store_backlog()
         await self.agent.start()
         self._telemetry_task = self.hub.async_create_background_task(
@@ -260,9 +267,18 @@ class MachineUplink:
             _LOGGER.debug("Uplink %s: no board status: %s", self.machine_id, error)
             return None
 
+    def _note_door(self, status: DispenserStatus) -> None:
+        """Send ``door_opened`` / ``door_closed`` when ``status`` changes the door's state."""
+        if status.door_open is None or status.door_open == self._door_open:
+            return
+        self._door_open = status.door_open
+        self._store(messages.door_event(status.door_open))
+
     async def async_send_telemetry(self) -> bool:
         """Send the readings now; False when the link is down (they are not kept)."""
         status = await self._async_board_status()
+        if status is not None:
+            self._note_door(status)  # a board that reports its door only when asked
         if status is not None and status.temperature is not None and not self.refrigerated:
             # A board that had no temperature at start (a sensor plugged in later, a status
             # that timed out): announced again first, or the fleet has no sensor to show it.

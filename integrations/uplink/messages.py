@@ -90,6 +90,17 @@ def restocked_event(refill: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def door_event(door_open: bool) -> dict[str, Any]:
+    """``door_opened`` / ``door_closed``, now."""
+    return {
+        "v": protocol.PROTOCOL_VERSION,
+        "id": protocol.new_id(),
+        "ts": _iso(datetime.now(UTC)),
+        "event": protocol.EVENT_DOOR_OPENED if door_open else protocol.EVENT_DOOR_CLOSED,
+        "data": {},
+    }
+
+
 def error_event(alarm: Mapping[str, Any]) -> dict[str, Any]:
     """``error`` from a raised alarm of the machine (code and message)."""
     return {

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,3 +219,37 @@ async def test_a_temperature_that_appears_after_start_reaches_the_fleet(
     # The reading that came with the new announcement may beat it to the fleet: the next
     # telemetry (every second here) brings it.
     await until(lambda: fleet.state(temperature) == "6.5", timeout=10)
+
+
+async def test_the_door_opening_and_closing_reach_the_fleet_at_once_as_events(
+    fleet: Fleet, start_machine_hub: ConfiguredStarter
+) -> None:
+    """Door changes go as ``door_opened`` / ``door_closed`` events through the outbox, not
+    with the next telemetry: an opening shorter than the telemetry interval (an hour here)
+    still reaches the fleet, whose door alarm watches the sensor."""
+    configuration = chilled_configuration()
+    assert configuration.count("telemetry_interval: 1s") == 1
+    configuration = configuration.replace("telemetry_interval: 1s", "telemetry_interval: 1h")
+    machine = await linked(fleet, partial(start_machine_hub, configuration))
+    door = f"binary_sensor.{MACHINE_ID}_door"
+    # The telemetry sent on connecting came before the adoption: one now, and none for an hour.
+    assert await machine.link.async_send_telemetry() is True
+    await until(lambda: fleet.state(door) == "off", timeout=10)
+    agent = machine.link.agent
+    sent: list[str] = []
+    publish_events = agent.publish_events
+
+    async def noting_publish_events(messages: list[dict[str, Any]]) -> int:
+        sent.extend(message["event"] for message in messages)
+        return await publish_events(messages)
+
+    agent.publish_events = noting_publish_events  # type: ignore[method-assign]
+
+    board = machine.link.engine.machine.dispenser
+    assert isinstance(board, SimulatorDispenser)
+    board.set_door(True)
+    await until(lambda: fleet.state(door) == "on", timeout=10)
+    board.set_door(True)  # no change: no event
+    board.set_door(False)
+    await until(lambda: fleet.state(door) == "off", timeout=10)
+    assert sent == ["door_opened", "door_closed"]
