@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from vendhub.recorder.models import (
     Events,
     EventTypes,
     Payment,
+    RejectedMoneyEvent,
     StateAttributes,
     States,
     StatesMeta,
@@ -187,17 +189,21 @@ async def test_a_writer_that_cannot_keep_up_is_behind(
     await hub.async_stop()
 
 
-async def test_a_money_event_that_cannot_be_written_is_left_out_and_the_rest_recorded(
+async def test_a_money_event_the_ledger_cannot_take_is_kept_aside_and_the_rest_recorded(
     tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One bad money event (here one without a price, as a plugin or an automation could
-    fire) is logged and left out; the events queued with it and after it are recorded, and
-    the writer goes on (it used to stop, and the hub recorded nothing more)."""
+    fire) does not stop the writer (it used to, and the hub recorded nothing more): it is
+    logged and kept in ``rejected_money_events`` with the reason, and acknowledged as
+    recorded (rejected), so a machine does not send it forever; the events queued with it and
+    after it go in the ledger."""
     hub = Hub(tmp_path)
     recorder = await start_recorder(hub, db_url)
+    acks: list[Event] = []
+    hub.bus.async_listen(EVENT_MONEY_RECORDED, acks.append)
     waiters = [
         asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", event_id, timeout=10))
-        for event_id in ("good-1", "good-2")
+        for event_id in ("good-1", "bad-1", "good-2")
     ]
     await asyncio.sleep(0)
     bad = vend_data("bad-1")
@@ -206,17 +212,40 @@ async def test_a_money_event_that_cannot_be_written_is_left_out_and_the_rest_rec
     hub.bus.async_fire("vend_completed", vend_data("good-1"))
     hub.bus.async_fire("vend_completed", bad)
     hub.bus.async_fire("vend_completed", vend_data("good-2"))
-    assert [record.duplicate for record in await asyncio.gather(*waiters)] == [False, False]
+    records = await asyncio.gather(*waiters)
+    assert [(record.duplicate, record.rejected) for record in records] == [
+        (False, False),
+        (False, True),
+        (False, False),
+    ]
 
     assert recorder.stats.money_rejected == 1
+    assert recorder.stats.money_written == 2
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert len(errors) == 1
-    assert "vend_completed event 'bad-1' of machine 'lobby_1'" in errors[0].getMessage()
-    assert "KeyError" in errors[0].getMessage()
+    message = errors[0].getMessage()
+    assert "vend_completed event 'bad-1' of machine 'lobby_1'" in message
+    assert "KeyError" in message and "kept in rejected_money_events" in message
+    with recorder.engine.connect() as connection:
+        kept = connection.execute(select(RejectedMoneyEvent)).one()
+    assert (kept.event_type, kept.machine_id, kept.source_event_id) == (
+        "vend_completed",
+        "lobby_1",
+        "bad-1",
+    )
+    assert json.loads(kept.event_data) == bad
+    assert kept.error.startswith("KeyError")
+    await recorder.async_flush()
+    assert {ack.data["event_id"]: ack.data["rejected"] for ack in acks} == {
+        "good-1": False,
+        "bad-1": True,
+        "good-2": False,
+    }
+
     waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "good-3", timeout=10))
     await asyncio.sleep(0)
     hub.bus.async_fire("vend_completed", vend_data("good-3"))
-    await waiter
+    assert (await waiter).rejected is False
     assert count(recorder, VendTransaction) == 3
     assert count(recorder, VendTransaction, VendTransaction.source_event_id == "bad-1") == 0
     await hub.async_stop()

@@ -18,11 +18,12 @@ from vendhub.const import (
     EVENT_VEND_FAILED,
 )
 from vendhub.core.events import Event
-from vendhub.recorder.convert import context_id_to_bytes, timestamp_of
+from vendhub.recorder.convert import context_id_to_bytes, timestamp_of, to_json
 from vendhub.recorder.models import (
     CashCollection,
     Payment,
     PaymentStatusChange,
+    RejectedMoneyEvent,
     StockLevel,
     StockMovement,
     VendTransaction,
@@ -42,6 +43,29 @@ class MoneyRecord:
     machine_id: str
     event_id: str
     duplicate: bool
+    rejected: bool = False
+    """The ledger could not take it; it is kept in ``rejected_money_events`` instead."""
+
+
+def write_rejected_money_event(
+    connection: Connection, event: Event, error: BaseException
+) -> MoneyRecord:
+    """Keep ``event``, which the ledger could not take, with ``error`` as the reason."""
+    data = event.data
+    machine_id, event_id = data.get("machine_id"), data.get("event_id")
+    connection.execute(
+        insert(RejectedMoneyEvent).values(
+            event_type=event.event_type[:64],
+            machine_id=None if machine_id is None else str(machine_id)[:255],
+            source_event_id=None if event_id is None else str(event_id)[:255],
+            event_data=to_json(dict(data)),
+            error=f"{type(error).__name__}: {error}",
+            ts=time.time(),
+        )
+    )
+    return MoneyRecord(
+        event.event_type, str(machine_id), str(event_id), duplicate=False, rejected=True
+    )
 
 
 def write_money_event(connection: Connection, event: Event) -> MoneyRecord:

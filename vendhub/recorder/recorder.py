@@ -269,6 +269,7 @@ class Recorder:
                     "machine_id": record.machine_id,
                     "event_id": record.event_id,
                     "duplicate": record.duplicate,
+                    "rejected": record.rejected,
                 },
             )
             for waiter in self._money_waiters.pop((record.machine_id, record.event_id), ()):

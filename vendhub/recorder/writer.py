@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from vendhub.core.events import Event, EventOrigin
 from vendhub.recorder.convert import context_id_to_bytes, to_json
 from vendhub.recorder.engine import backoff_delay, redact_url
-from vendhub.recorder.ledger import MoneyRecord, write_money_event
+from vendhub.recorder.ledger import MoneyRecord, write_money_event, write_rejected_money_event
 from vendhub.recorder.models import (
     Events,
     EventTypes,
@@ -95,7 +95,8 @@ class WriterStats:
     money_written: int = 0
     money_duplicates: int = 0
     money_rejected: int = 0
-    """Money events the database refused (or that lacked a field), logged and left out."""
+    """Money events the ledger could not take (the database refused them, or a field was
+    missing): logged, and kept in ``rejected_money_events``."""
     states_dropped: int = 0
     events_dropped: int = 0
     money_dropped: int = 0
@@ -619,17 +620,24 @@ class RecorderWriter(threading.Thread):
                     else:
                         event.write(connection)
             except Exception as error:
-                if _is_connection_error(error):
+                try:
+                    if _is_connection_error(error):
+                        raise
+                    kept = self._keep_rejected(connection, event, error)
+                except Exception as lost:  # the connection went: this one and the rest wait
                     self._pending_money = events[index:]
                     self._money_committed(records, durable)
-                    self._lost_connection(error)
+                    self._lost_connection(lost)
                     return [], []
                 self.stats.money_rejected += 1
                 _LOGGER.error(
-                    "Recorder: left out %s; the database refused it or it lacks a field: %s",
+                    "Recorder: the ledger cannot take %s (%s); %s",
                     _describe_money(event),
                     _short(error),
+                    "kept in rejected_money_events" if kept is not None else "left out",
                 )
+                if kept is not None:
+                    records.append(kept)
                 continue
             if isinstance(event, Event):
                 records.append(record)
@@ -637,10 +645,31 @@ class RecorderWriter(threading.Thread):
                 durable.append(event)
         return records, durable
 
+    def _keep_rejected(
+        self, connection: Connection, item: Event | DurableRecord, error: BaseException
+    ) -> MoneyRecord | None:
+        """Keep a money event the ledger refused in ``rejected_money_events``; its record (to
+        acknowledge it: nothing of it is lost), or None when it could not be kept either.
+        Raises the connection's errors."""
+        if not isinstance(item, Event):
+            return None
+        try:
+            with connection.begin():
+                return write_rejected_money_event(connection, item, error)
+        except Exception as failure:
+            if _is_connection_error(failure):
+                raise
+            _LOGGER.error(
+                "Recorder: could not keep the rejected %s either: %s",
+                _describe_money(item),
+                _short(failure),
+            )
+            return None
+
     def _money_committed(self, records: list[MoneyRecord], durable: list[DurableRecord]) -> None:
-        written = sum(1 for record in records if not record.duplicate)
+        written = sum(1 for record in records if not record.duplicate and not record.rejected)
         self.stats.money_written += written
-        self.stats.money_duplicates += len(records) - written
+        self.stats.money_duplicates += sum(1 for record in records if record.duplicate)
         self.stats.commits += 1
         for record in durable:
             try:

@@ -16,6 +16,7 @@ from vendhub.recorder.models.ledger import (
     CashCollection,
     Payment,
     PaymentStatusChange,
+    RejectedMoneyEvent,
     VendTransaction,
 )
 from vendhub.recorder.models.loyalty import LoyaltyCustomer, LoyaltyTransaction
@@ -40,6 +41,7 @@ __all__ = [
     "Product",
     "ProductImage",
     "ProductTranslation",
+    "RejectedMoneyEvent",
     "SalesStatistic",
     "SensorStatistic",
     "StateAttributes",

@@ -92,3 +92,21 @@ class CashCollection(Base):
     collected_by: Mapped[str | None] = mapped_column(ExternalId)
     ts: Mapped[float] = mapped_column(Timestamp, index=True)
     context_id: Mapped[bytes | None] = mapped_column(ContextId)
+
+
+class RejectedMoneyEvent(Base):
+    """A money event the ledger could not take (the database refused it, or a field was
+    missing), kept as it came with the reason, so that nothing a machine sent is lost: the
+    event is acknowledged, and an operator can read it here and put it right."""
+
+    __tablename__ = "rejected_money_events"
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    machine_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    source_event_id: Mapped[str | None] = mapped_column(String(255))
+    event_data: Mapped[str] = mapped_column(Text)
+    """The event's data as JSON, as it came."""
+    error: Mapped[str] = mapped_column(Text)
+    ts: Mapped[float] = mapped_column(Timestamp, index=True)
+    """When the recorder rejected it."""
