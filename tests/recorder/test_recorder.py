@@ -34,6 +34,7 @@ from vendhub.recorder.queries import sales_statistics, sales_totals
 from vendhub.recorder.recorder import Recorder, RecorderConfig
 from vendhub.recorder.statistics import compile_missing
 from vendhub.registry import async_load_registries
+from vendhub_integrations.alarm import vendhub_setup as alarm_setup
 from vendhub_integrations.simulator import vendhub_config_schema as simulator_schema
 from vendhub_integrations.simulator import vendhub_setup as simulator_setup
 
@@ -198,6 +199,7 @@ async def test_a_money_event_the_ledger_cannot_take_is_kept_aside_and_the_rest_r
     recorded (rejected), so a machine does not send it forever; the events queued with it and
     after it go in the ledger."""
     hub = Hub(tmp_path)
+    await alarm_setup(hub=hub)
     recorder = await start_recorder(hub, db_url)
     acks: list[Event] = []
     hub.bus.async_listen(EVENT_MONEY_RECORDED, acks.append)
@@ -221,7 +223,11 @@ async def test_a_money_event_the_ledger_cannot_take_is_kept_aside_and_the_rest_r
 
     assert recorder.stats.money_rejected == 1
     assert recorder.stats.money_written == 2
-    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    errors = [
+        record
+        for record in caplog.records
+        if record.levelname == "ERROR" and record.name == "vendhub.recorder.writer"
+    ]
     assert len(errors) == 1
     message = errors[0].getMessage()
     assert "vend_completed event 'bad-1' of machine 'lobby_1'" in message
@@ -235,6 +241,13 @@ async def test_a_money_event_the_ledger_cannot_take_is_kept_aside_and_the_rest_r
     )
     assert json.loads(kept.event_data) == bad
     assert kept.error.startswith("KeyError")
+    # The operator hears of it through an alarm, not only the log.
+    await hub.async_block_till_done()
+    alarm = hub.states.get("alarm.lobby_1_money_event_rejected")
+    assert alarm is not None and alarm.state == "raised"
+    assert alarm.attributes["severity"] == "critical"
+    assert "'bad-1'" in alarm.attributes["message"]
+    assert "rejected_money_events" in alarm.attributes["message"]
     await recorder.async_flush()
     assert {ack.data["event_id"]: ack.data["rejected"] for ack in acks} == {
         "good-1": False,

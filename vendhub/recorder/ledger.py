@@ -45,6 +45,8 @@ class MoneyRecord:
     duplicate: bool
     rejected: bool = False
     """The ledger could not take it; it is kept in ``rejected_money_events`` instead."""
+    reason: str | None = None
+    """Why it was rejected."""
 
 
 def write_rejected_money_event(
@@ -53,18 +55,24 @@ def write_rejected_money_event(
     """Keep ``event``, which the ledger could not take, with ``error`` as the reason."""
     data = event.data
     machine_id, event_id = data.get("machine_id"), data.get("event_id")
+    reason = f"{type(error).__name__}: {error}"
     connection.execute(
         insert(RejectedMoneyEvent).values(
             event_type=event.event_type[:64],
             machine_id=None if machine_id is None else str(machine_id)[:255],
             source_event_id=None if event_id is None else str(event_id)[:255],
             event_data=to_json(dict(data)),
-            error=f"{type(error).__name__}: {error}",
+            error=reason,
             ts=time.time(),
         )
     )
     return MoneyRecord(
-        event.event_type, str(machine_id), str(event_id), duplicate=False, rejected=True
+        event.event_type,
+        "" if machine_id is None else str(machine_id),
+        "" if event_id is None else str(event_id),
+        duplicate=False,
+        rejected=True,
+        reason=reason,
     )
 
 

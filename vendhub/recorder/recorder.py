@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from vendhub.core.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
+
+_ALARM_DOMAIN = "alarm"
+ALARM_MONEY_EVENT_REJECTED = "money_event_rejected"
+"""The alarm raised for a money event the ledger could not take (``rejected_money_events``)."""
 _T = TypeVar("_T")
 
 DATA_RECORDER = "recorder"
@@ -275,6 +279,35 @@ class Recorder:
             for waiter in self._money_waiters.pop((record.machine_id, record.event_id), ()):
                 if not waiter.done():
                     waiter.set_result(record)
+            if record.rejected:
+                self.hub.async_create_task(
+                    self._async_alarm_rejected(record), name="recorder rejected money alarm"
+                )
+
+    async def _async_alarm_rejected(self, record: MoneyRecord) -> None:
+        """Tell the operator (``alarm.raise``, where alarms are set up) of a money event the
+        ledger could not take: a log line alone is easily missed, and the sale is missing
+        from the sales figures until someone puts it right."""
+        if not self.hub.services.has_service(_ALARM_DOMAIN, "raise"):
+            return
+        try:
+            await self.hub.services.async_call(
+                _ALARM_DOMAIN,
+                "raise",
+                {
+                    "code": ALARM_MONEY_EVENT_REJECTED,
+                    "machine_id": record.machine_id or None,
+                    "severity": "critical",
+                    "message": (
+                        f"The ledger could not take {record.event_type} event "
+                        f"{record.event_id!r} of machine {record.machine_id}: {record.reason}. "
+                        "It is kept, as it came, in the recorder's rejected_money_events table."
+                    ),
+                    "data": {"event_type": record.event_type, "event_id": record.event_id},
+                },
+            )
+        except Exception:
+            _LOGGER.exception("Could not raise the alarm for rejected %s", record.event_id)
 
     # ---- what other parts of the hub call -------------------------------------------------
 
