@@ -73,3 +73,53 @@ async def test_services_answer_from_the_database(tmp_path: Path, db_url: str) ->
     finally:
         await hub.async_stop()
     assert not hub.services.has_service("recorder", "history")
+
+
+async def test_rejected_money_events_are_listed_with_their_reason(
+    tmp_path: Path, db_url: str
+) -> None:
+    (tmp_path / "configuration.yaml").write_text(
+        f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
+    )
+    prepared = await asyncio.to_thread(prepare, tmp_path)
+    assert prepared.issues == []
+    hub, _report = await async_start_hub(prepared)
+    try:
+        recorder = get_recorder(hub)
+        for number, machine_id in enumerate(("lobby_1", "lobby_2", "lobby_1"), start=1):
+            event_id = f"bad-{number}"
+            waiter = asyncio.ensure_future(
+                recorder.async_wait_recorded(machine_id, event_id, timeout=10)
+            )
+            await asyncio.sleep(0)
+            # No price: the ledger cannot take it.
+            hub.bus.async_fire(
+                "vend_completed",
+                {"machine_id": machine_id, "event_id": event_id, "slot": "A1", "currency": "EUR"},
+            )
+            assert (await waiter).rejected is True
+
+        page = await hub.services.async_call(
+            "recorder", "rejected_money_events", {"machine_id": "lobby_1", "limit": 1}
+        )
+        [newest] = page["items"]
+        assert (newest["event_type"], newest["machine_id"], newest["event_id"]) == (
+            "vend_completed",
+            "lobby_1",
+            "bad-3",
+        )
+        assert newest["data"]["slot"] == "A1" and "price" not in newest["data"]
+        assert newest["error"] == "KeyError: 'price'"
+        rest = await hub.services.async_call(
+            "recorder",
+            "rejected_money_events",
+            {"machine_id": "lobby_1", "before_id": page["next_before_id"]},
+        )
+        assert [item["event_id"] for item in rest["items"]] == ["bad-1"]
+        assert rest["next_before_id"] is None
+        everything = await hub.services.async_call("recorder", "rejected_money_events", {})
+        assert [item["event_id"] for item in everything["items"]] == ["bad-3", "bad-2", "bad-1"]
+        with pytest.raises(InvalidServiceData, match="limit"):
+            await hub.services.async_call("recorder", "rejected_money_events", {"limit": 0})
+    finally:
+        await hub.async_stop()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from vendhub.recorder.models.auth import AuditLogEntry
 from vendhub.recorder.models.history import StateAttributes, States, StatesMeta
-from vendhub.recorder.models.ledger import Payment, VendTransaction
+from vendhub.recorder.models.ledger import Payment, RejectedMoneyEvent, VendTransaction
 from vendhub.recorder.models.statistics import SalesStatistic, SensorStatistic
 
 SessionOrConnection = Session | Connection
@@ -245,6 +245,31 @@ class AuditRow:
             "after": self.after,
             "context_id": self.context_id,
             "remote_address": self.remote_address,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMoneyRow:
+    """A money event the ledger could not take, as it came, and why (``rejected_money_events``)."""
+
+    id: int
+    time: datetime
+    event_type: str
+    machine_id: str | None
+    event_id: str | None
+    data: Any
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "event_type": self.event_type,
+            "machine_id": self.machine_id,
+            "event_id": self.event_id,
+            "data": self.data,
+            "error": self.error,
         }
 
 
@@ -743,6 +768,43 @@ def audit_log(
             after=None if row.after is None else json.loads(row.after),
             context_id=_context_hex(row.context_id),
             remote_address=row.remote_address,
+        )
+        for row in rows[:limit]
+    ]
+    return Page(items, items[-1].id if len(rows) > limit else None)
+
+
+def rejected_money_events(
+    session: SessionOrConnection,
+    *,
+    machine_id: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> Page[RejectedMoneyRow]:
+    """Money events the ledger could not take, newest first, ``limit`` (1 to 1000) per page;
+    pagination as in ``transactions``."""
+    _check_limit(limit)
+    conditions = []
+    if machine_id is not None:
+        conditions.append(RejectedMoneyEvent.machine_id == machine_id)
+    if before_id is not None:
+        conditions.append(RejectedMoneyEvent.id < before_id)
+    statement = (
+        select(RejectedMoneyEvent.__table__)
+        .where(*conditions)
+        .order_by(RejectedMoneyEvent.id.desc())
+        .limit(limit + 1)
+    )
+    rows = list(session.execute(statement))
+    items = [
+        RejectedMoneyRow(
+            id=row.id,
+            time=utc_datetime(row.ts),
+            event_type=row.event_type,
+            machine_id=row.machine_id,
+            event_id=row.source_event_id,
+            data=json.loads(row.event_data),
+            error=row.error,
         )
         for row in rows[:limit]
     ]

@@ -65,6 +65,13 @@ TRANSACTIONS_SCHEMA = vol.Schema(
 PAYMENTS_SCHEMA = vol.Schema(
     {**_LEDGER_FILTERS, vol.Optional("status"): cv.string, vol.Optional("provider"): cv.string}
 )
+REJECTED_SCHEMA = vol.Schema(
+    {
+        vol.Optional("machine_id"): cv.string,
+        vol.Optional("limit", default=100): vol.All(cv.positive_int, vol.Range(max=1000)),
+        vol.Optional("before_id"): cv.positive_int,
+    }
+)
 PURGE_SCHEMA = vol.Schema({vol.Optional("keep_days"): cv.non_negative_int})
 AUDIT_LOG_FILTERS = ("actor_type", "actor_id", "target_type", "target_id", "action")
 AUDIT_LOG_SCHEMA = vol.Schema(
@@ -184,6 +191,14 @@ def register_services(hub: Hub, recorder: Recorder) -> None:
         read_only=True,
     )
     register(DOMAIN, "audit_log", audit_log, AUDIT_LOG_SCHEMA, read_only=True)
+    register(
+        DOMAIN,
+        "rejected_money_events",
+        ledger_service(queries.rejected_money_events, ("machine_id", "limit", "before_id")),
+        REJECTED_SCHEMA,
+        "Money events the ledger could not take, as they came and why, newest first.",
+        read_only=True,
+    )
     register(DOMAIN, "purge", purge, PURGE_SCHEMA)
     # Every other service call that may change something is audited while this recorder
     # runs (until its audit_log service is removed).
