@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from vendhub.core.events import Event, EventOrigin
@@ -44,6 +44,7 @@ _ORIGINS = {EventOrigin.local: 0, EventOrigin.remote: 1}
 _DRAIN_LIMIT = 20_000  # items taken from the queue before the writer looks at its clock again
 _LOOKUP_CHUNK = 500  # attribute hashes per look-up query
 _INSERT_CHUNK = 500  # attribute sets per INSERT
+_USER_ID_LENGTH: int = Events.context_user_id.type.length  # "machine:<64>" is longer
 _ATTRIBUTES_BY_HASH = select(StateAttributes.attributes_id, StateAttributes.shared_attrs).where(
     StateAttributes.hash.in_(bindparam("hashes", expanding=True))
 )
@@ -363,9 +364,13 @@ class RecorderWriter(threading.Thread):
                 try:
                     self._write_history(states, events)
                     break
-                except IntegrityError as error:
-                    # A cached id the database no longer has; forget the caches and try once
-                    # more. History that still does not fit is dropped, loudly, never the writer.
+                except Exception as error:
+                    if _is_connection_error(error):
+                        self._lost_connection(error)
+                        return
+                    # A cached id the database no longer has: forget the caches and try once
+                    # more. History that still does not fit is dropped, loudly, never the
+                    # writer (retrying it after a reconnect would stall all history for good).
                     self._forget_uncommitted_ids()
                     if attempt == 2:
                         self.stats.states_dropped += len(states)
@@ -377,9 +382,6 @@ class RecorderWriter(threading.Thread):
                             len(events),
                             _short(error),
                         )
-                except (OperationalError, DBAPIError) as error:
-                    self._lost_connection(error)
-                    return
             self._pending_states = []
             self._pending_events = []
         waiters, self._flush_waiters = self._flush_waiters, []
@@ -563,7 +565,9 @@ class RecorderWriter(threading.Thread):
                     "origin": _ORIGINS.get(event.origin, 0),
                     "time_fired_ts": event.time_fired.timestamp(),
                     "context_id": context_id_to_bytes(context.id),
-                    "context_user_id": context.user_id,
+                    "context_user_id": context.user_id
+                    if context.user_id is None or len(context.user_id) <= _USER_ID_LENGTH
+                    else context.user_id[:_USER_ID_LENGTH],
                     "context_parent_id": context_id_to_bytes(context.parent_id),
                 }
             )
@@ -748,13 +752,23 @@ class RecorderWriter(threading.Thread):
 
 
 def _find_or_insert(connection: Connection, id_column: Any, name_column: Any, name: str) -> int:
-    """The id of the row whose ``name_column`` is ``name``, inserting the row if it is new."""
+    """The id of the row whose ``name_column`` is ``name``, inserting the row if it is new.
+
+    A name longer than the column is cut to fit (an automation may fire an event type of any
+    length; PostgreSQL and MariaDB refuse what does not fit, SQLite would keep it whole)."""
+    name = _fit(name, name_column)
     found = connection.execute(select(id_column).where(name_column == name)).scalar()
     if found is None:
         found = connection.execute(
             insert(name_column.table).values({name_column.key: name})
         ).inserted_primary_key[0]
     return int(found)
+
+
+def _fit(value: str, column: Any) -> str:
+    """``value`` cut to the length of the string ``column``."""
+    length = column.type.length
+    return value[:length] if length is not None and len(value) > length else value
 
 
 def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
