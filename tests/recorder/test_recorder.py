@@ -265,6 +265,28 @@ async def test_a_money_event_the_ledger_cannot_take_is_kept_aside_and_the_rest_r
     await recorder.async_stop()
 
 
+async def test_a_sale_of_a_machine_with_a_long_id_is_recorded(tmp_path: Path, db_url: str) -> None:
+    """The context of a machine's sale names it as ``machine:<id>``: with a 64-character id
+    (the longest the protocol allows) that is 72 characters, which PostgreSQL and MariaDB
+    refused in the ledger's user columns, so the sale itself was refused."""
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    machine_id = "m" * 64
+    waiter = asyncio.ensure_future(recorder.async_wait_recorded(machine_id, "e-1", timeout=10))
+    await asyncio.sleep(0)
+    hub.bus.async_fire(
+        "vend_completed",
+        vend_data("e-1", machine_id=machine_id),
+        context=Context(user_id=f"machine:{machine_id}"),
+    )
+    record = await waiter
+    assert (record.duplicate, record.rejected) == (False, False)
+    assert count(recorder, VendTransaction, VendTransaction.machine_id == machine_id) == 1
+    assert count(recorder, StockMovement, StockMovement.machine_id == machine_id) == 1
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
 async def test_two_machines_may_number_their_events_alike(tmp_path: Path, db_url: str) -> None:
     """Event ids are unique per machine only: the same id from two machines, paid through the
     same provider, is two sales (it stopped the recorder's writer when payments were unique

@@ -33,6 +33,7 @@ MONEY_EVENTS = frozenset(
     {EVENT_VEND_COMPLETED, EVENT_VEND_FAILED, EVENT_CASH_COLLECTED, EVENT_STOCK_REFILLED}
 )
 DEFAULT_PAYMENT_PROVIDER = "machine"
+_USER_ID_LENGTH: int = StockMovement.user_id.type.length
 
 
 @dataclass
@@ -104,7 +105,7 @@ def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
                 source_event_id=event_id,
                 amount=int(data["amount"]),
                 currency=str(data["currency"]),
-                collected_by=event.context.user_id,
+                collected_by=_user_id(event),
                 ts=ts,
                 context_id=context_id,
             )
@@ -212,7 +213,7 @@ def _stock_movement(
             quantity=quantity,
             stock_after=stock_after,
             source_event_id=event_id,
-            user_id=event.context.user_id,
+            user_id=_user_id(event),
             ts=ts,
             context_id=context_id_to_bytes(event.context.id),
         )
@@ -234,3 +235,12 @@ def _stock_movement(
                 updated_ts=ts,
             )
         )
+
+
+def _user_id(event: Event) -> str | None:
+    """The event's user id cut to the ledger's column: ``machine:<id>`` of a machine with a
+    long id would not fit, and the database would refuse the sale."""
+    user_id = event.context.user_id
+    return (
+        user_id if user_id is None or len(user_id) <= _USER_ID_LENGTH else user_id[:_USER_ID_LENGTH]
+    )
