@@ -1,10 +1,11 @@
-"""Turning hub values into column values and back: context ids, JSON, timestamps."""
+"""Turning hub values into column values and back: context ids, JSON, timestamps, texts that
+must fit their columns."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 
 def context_id_to_bytes(context_id: str | None) -> bytes | None:
@@ -23,6 +24,20 @@ def context_id_to_bytes(context_id: str | None) -> bytes | None:
 def bytes_to_context_id(value: bytes | None) -> str | None:
     """The inverse of ``context_id_to_bytes``."""
     return value.hex() if value else None
+
+
+@overload
+def fit_to_column(value: str, column: Any) -> str: ...
+@overload
+def fit_to_column(value: None, column: Any) -> None: ...
+def fit_to_column(value: str | None, column: Any) -> str | None:
+    """``value`` cut to the length of the string ``column`` (a model attribute such as
+    ``Events.context_user_id``): PostgreSQL and MariaDB refuse a longer text, SQLite would
+    keep it whole, so every backend stores the same."""
+    length = column.type.length
+    if value is None or length is None or len(value) <= length:
+        return value
+    return value[:length]
 
 
 def _json_default(value: Any) -> Any:

@@ -18,7 +18,7 @@ from vendhub.const import (
     EVENT_VEND_FAILED,
 )
 from vendhub.core.events import Event
-from vendhub.recorder.convert import context_id_to_bytes, timestamp_of, to_json
+from vendhub.recorder.convert import context_id_to_bytes, fit_to_column, timestamp_of, to_json
 from vendhub.recorder.models import (
     CashCollection,
     Payment,
@@ -33,7 +33,6 @@ MONEY_EVENTS = frozenset(
     {EVENT_VEND_COMPLETED, EVENT_VEND_FAILED, EVENT_CASH_COLLECTED, EVENT_STOCK_REFILLED}
 )
 DEFAULT_PAYMENT_PROVIDER = "machine"
-_USER_ID_LENGTH: int = StockMovement.user_id.type.length
 
 
 @dataclass
@@ -59,9 +58,13 @@ def write_rejected_money_event(
     reason = f"{type(error).__name__}: {error}"
     connection.execute(
         insert(RejectedMoneyEvent).values(
-            event_type=event.event_type[:64],
-            machine_id=None if machine_id is None else str(machine_id)[:255],
-            source_event_id=None if event_id is None else str(event_id)[:255],
+            event_type=fit_to_column(event.event_type, RejectedMoneyEvent.event_type),
+            machine_id=None
+            if machine_id is None
+            else fit_to_column(str(machine_id), RejectedMoneyEvent.machine_id),
+            source_event_id=None
+            if event_id is None
+            else fit_to_column(str(event_id), RejectedMoneyEvent.source_event_id),
             event_data=to_json(dict(data)),
             error=reason,
             ts=time.time(),
@@ -105,7 +108,7 @@ def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
                 source_event_id=event_id,
                 amount=int(data["amount"]),
                 currency=str(data["currency"]),
-                collected_by=_user_id(event),
+                collected_by=fit_to_column(event.context.user_id, CashCollection.collected_by),
                 ts=ts,
                 context_id=context_id,
             )
@@ -213,7 +216,7 @@ def _stock_movement(
             quantity=quantity,
             stock_after=stock_after,
             source_event_id=event_id,
-            user_id=_user_id(event),
+            user_id=fit_to_column(event.context.user_id, StockMovement.user_id),
             ts=ts,
             context_id=context_id_to_bytes(event.context.id),
         )
@@ -235,12 +238,3 @@ def _stock_movement(
                 updated_ts=ts,
             )
         )
-
-
-def _user_id(event: Event) -> str | None:
-    """The event's user id cut to the ledger's column: ``machine:<id>`` of a machine with a
-    long id would not fit, and the database would refuse the sale."""
-    user_id = event.context.user_id
-    return (
-        user_id if user_id is None or len(user_id) <= _USER_ID_LENGTH else user_id[:_USER_ID_LENGTH]
-    )

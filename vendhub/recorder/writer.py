@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from vendhub.core.events import Event, EventOrigin
-from vendhub.recorder.convert import context_id_to_bytes, to_json
+from vendhub.recorder.convert import context_id_to_bytes, fit_to_column, to_json
 from vendhub.recorder.engine import backoff_delay, redact_url
 from vendhub.recorder.ledger import MoneyRecord, write_money_event, write_rejected_money_event
 from vendhub.recorder.models import (
@@ -44,7 +44,6 @@ _ORIGINS = {EventOrigin.local: 0, EventOrigin.remote: 1}
 _DRAIN_LIMIT = 20_000  # items taken from the queue before the writer looks at its clock again
 _LOOKUP_CHUNK = 500  # attribute hashes per look-up query
 _INSERT_CHUNK = 500  # attribute sets per INSERT
-_USER_ID_LENGTH: int = Events.context_user_id.type.length  # "machine:<64>" is longer
 _ATTRIBUTES_BY_HASH = select(StateAttributes.attributes_id, StateAttributes.shared_attrs).where(
     StateAttributes.hash.in_(bindparam("hashes", expanding=True))
 )
@@ -565,9 +564,8 @@ class RecorderWriter(threading.Thread):
                     "origin": _ORIGINS.get(event.origin, 0),
                     "time_fired_ts": event.time_fired.timestamp(),
                     "context_id": context_id_to_bytes(context.id),
-                    "context_user_id": context.user_id
-                    if context.user_id is None or len(context.user_id) <= _USER_ID_LENGTH
-                    else context.user_id[:_USER_ID_LENGTH],
+                    # "machine:<id>" of a machine with a long id does not fit.
+                    "context_user_id": fit_to_column(context.user_id, Events.context_user_id),
                     "context_parent_id": context_id_to_bytes(context.parent_id),
                 }
             )
@@ -601,18 +599,15 @@ class RecorderWriter(threading.Thread):
                 self._lost_connection(error)
                 return
             # One event the database refuses (or that lacks a field) must not stop the
-            # others, nor the writer: each goes alone, and the one that fails is left out.
-            records, durable = self._write_money_one_by_one(connection)
-            if self._connection is None:  # the connection went while writing them
-                return
+            # others, nor the writer: each goes alone, and the one that fails is set aside.
+            self._write_money_one_by_one(connection)
+            return
         self._pending_money = []
         self._money_committed(records, durable)
 
-    def _write_money_one_by_one(
-        self, connection: Connection
-    ) -> tuple[list[MoneyRecord], list[DurableRecord]]:
-        """Write each pending money event in a transaction of its own; log and count the ones
-        that cannot be written. On a connection error the rest stays pending."""
+    def _write_money_one_by_one(self, connection: Connection) -> None:
+        """Write each pending money event in a transaction of its own; log, count and keep
+        aside the ones that cannot be written. On a connection error the rest stays pending."""
         records: list[MoneyRecord] = []
         durable: list[DurableRecord] = []
         events = self._pending_money
@@ -632,7 +627,7 @@ class RecorderWriter(threading.Thread):
                     self._pending_money = events[index:]
                     self._money_committed(records, durable)
                     self._lost_connection(lost)
-                    return [], []
+                    return
                 self.stats.money_rejected += 1
                 _LOGGER.error(
                     "Recorder: the ledger cannot take %s (%s); %s",
@@ -647,7 +642,8 @@ class RecorderWriter(threading.Thread):
                 records.append(record)
             else:
                 durable.append(event)
-        return records, durable
+        self._pending_money = []
+        self._money_committed(records, durable)
 
     def _keep_rejected(
         self, connection: Connection, item: Event | DurableRecord, error: BaseException
@@ -756,19 +752,13 @@ def _find_or_insert(connection: Connection, id_column: Any, name_column: Any, na
 
     A name longer than the column is cut to fit (an automation may fire an event type of any
     length; PostgreSQL and MariaDB refuse what does not fit, SQLite would keep it whole)."""
-    name = _fit(name, name_column)
+    name = fit_to_column(name, name_column)
     found = connection.execute(select(id_column).where(name_column == name)).scalar()
     if found is None:
         found = connection.execute(
             insert(name_column.table).values({name_column.key: name})
         ).inserted_primary_key[0]
     return int(found)
-
-
-def _fit(value: str, column: Any) -> str:
-    """``value`` cut to the length of the string ``column``."""
-    length = column.type.length
-    return value[:length] if length is not None and len(value) > length else value
 
 
 def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
