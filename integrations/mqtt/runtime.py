@@ -28,6 +28,7 @@ from vendhub.core.context import Context
 from vendhub.core.errors import InvalidServiceData, VendHubError
 from vendhub.core.events import Event, Unsubscribe
 from vendhub.core.timers import async_track_point_in_time
+from vendhub.helpers.alarms import async_raise_alarm
 from vendhub.helpers.entity_platform import async_add_entities
 from vendhub.machine import protocol
 from vendhub.machine.entities import (
@@ -878,25 +879,17 @@ class MqttRuntime:
         _LOGGER.warning(message)
         self._alarmed.add(machine_id)
         self._show_config_status(record, None)
-        if self.hub.services.has_service("alarm", "raise"):
-            try:
-                await self.hub.services.async_call(
-                    "alarm",
-                    "raise",
-                    {
-                        "code": ALARM_CONFIG_NOT_CONFIRMED,
-                        "machine_id": machine_id,
-                        "severity": "warning",
-                        "message": message,
-                        "data": {
-                            "version": version,
-                            "applied_version": record.config_applied,
-                            "slots": changed,
-                        },
-                    },
-                )
-            except Exception:  # the alarm integration's trouble must not stop the link
-                _LOGGER.exception("Could not raise the config alarm of %s", machine_id)
+        await async_raise_alarm(
+            self.hub,
+            ALARM_CONFIG_NOT_CONFIRMED,
+            message,
+            machine_id=machine_id,
+            data={
+                "version": version,
+                "applied_version": record.config_applied,
+                "slots": changed,
+            },
+        )
 
     def _config_confirmed(self, machine_id: str, data: dict[str, Any]) -> None:
         """The machine applied config ``data["version"]`` (minus what it rejected)."""

@@ -22,6 +22,7 @@ from vendhub.const import (
     MATCH_ALL,
 )
 from vendhub.core.timers import async_track_point_in_time, async_track_time_interval
+from vendhub.helpers.alarms import async_raise_alarm
 from vendhub.recorder.engine import default_db_url, make_engine, redact_url
 from vendhub.recorder.ledger import MONEY_EVENTS, MoneyRecord
 from vendhub.recorder.writer import DurableRecord, Job, RecorderWriter, WriterSettings, WriterStats
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-_ALARM_DOMAIN = "alarm"
 ALARM_MONEY_EVENT_REJECTED = "money_event_rejected"
 """The alarm raised for a money event the ledger could not take (``rejected_money_events``)."""
 _T = TypeVar("_T")
@@ -285,29 +285,19 @@ class Recorder:
                 )
 
     async def _async_alarm_rejected(self, record: MoneyRecord) -> None:
-        """Tell the operator (``alarm.raise``, where alarms are set up) of a money event the
-        ledger could not take: a log line alone is easily missed, and the sale is missing
-        from the sales figures until someone puts it right."""
-        if not self.hub.services.has_service(_ALARM_DOMAIN, "raise"):
-            return
-        try:
-            await self.hub.services.async_call(
-                _ALARM_DOMAIN,
-                "raise",
-                {
-                    "code": ALARM_MONEY_EVENT_REJECTED,
-                    "machine_id": record.machine_id or None,
-                    "severity": "critical",
-                    "message": (
-                        f"The ledger could not take {record.event_type} event "
-                        f"{record.event_id!r} of machine {record.machine_id}: {record.reason}. "
-                        "It is kept, as it came, in the recorder's rejected_money_events table."
-                    ),
-                    "data": {"event_type": record.event_type, "event_id": record.event_id},
-                },
-            )
-        except Exception:
-            _LOGGER.exception("Could not raise the alarm for rejected %s", record.event_id)
+        """Tell the operator of a money event the ledger could not take: a log line alone is
+        easily missed, and the sale is missing from the sales figures until someone puts it
+        right."""
+        await async_raise_alarm(
+            self.hub,
+            ALARM_MONEY_EVENT_REJECTED,
+            f"The ledger could not take {record.event_type} event {record.event_id!r} of "
+            f"machine {record.machine_id}: {record.reason}. It is kept, as it came, in the "
+            "recorder's rejected_money_events table.",
+            machine_id=record.machine_id or None,
+            severity="critical",
+            data={"event_type": record.event_type, "event_id": record.event_id},
+        )
 
     # ---- what other parts of the hub call -------------------------------------------------
 

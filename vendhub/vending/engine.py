@@ -38,6 +38,7 @@ from vendhub.const import (
     EVENT_VEND_STARTED,
 )
 from vendhub.core.context import Context
+from vendhub.helpers.alarms import async_raise_alarm
 from vendhub.util.dt import utcnow
 from vendhub.util.timeouts import SharedTimeout
 from vendhub.vending.dispenser import (
@@ -80,7 +81,6 @@ _LOGGER = logging.getLogger(__name__)
 # Where the recorder keeps itself in hub.data (vendhub.recorder.recorder.DATA_RECORDER); read
 # by name so that the engine does not import the recorder and its database drivers.
 _DATA_RECORDER = "recorder"
-_ALARM_DOMAIN = "alarm"
 SESSIONS_IN_MEMORY = 16
 """Finished sessions kept in memory per machine (``session()`` reads older ones from the
 journal). Few: a running hub whose memory stops growing never runs the garbage collector's
@@ -1338,28 +1338,20 @@ class VendEngine:
         self, session: VendSession, code: str, severity: str, message: str
     ) -> None:
         _LOGGER.warning("%s", message)
-        if not self.hub.services.has_service(_ALARM_DOMAIN, "raise"):
-            return
-        try:
-            await self.hub.services.async_call(
-                _ALARM_DOMAIN,
-                "raise",
-                {
-                    "code": code,
-                    "machine_id": self.machine_id,
-                    "severity": severity,
-                    "message": message,
-                    "data": {
-                        "session_id": session.id,
-                        "slot": session.slot,
-                        "product": session.product,
-                        "reason": session.reason,
-                    },
-                },
-                context=session.context,
-            )
-        except Exception:
-            _LOGGER.exception("Could not raise alarm %s for session %s", code, session.id)
+        await async_raise_alarm(
+            self.hub,
+            code,
+            message,
+            machine_id=self.machine_id,
+            severity=severity,
+            data={
+                "session_id": session.id,
+                "slot": session.slot,
+                "product": session.product,
+                "reason": session.reason,
+            },
+            context=session.context,
+        )
 
     def _on_money_recorded(self, event: Event) -> None:
         if event.data.get("machine_id") != self.machine_id:
