@@ -148,9 +148,7 @@ class MachineUplink:
         ]
         await self._async_restore_plan()
         status = await self._async_board_status()
-        if status is not None and status.temperature is not None:
-            self.refrigerated = True
-            await self.agent.update_announce(messages.announce(self.engine, refrigerated=True))
+        await self._async_note_thermometer(status)
         # The door's state at start goes with the first telemetry; its changes from now on go
         # as events, at once and through the outbox (an opening shorter than the telemetry
         # interval would otherwise never reach the fleet's door alarm).
@@ -267,6 +265,15 @@ class MachineUplink:
             _LOGGER.debug("Uplink %s: no board status: %s", self.machine_id, error)
             return None
 
+    async def _async_note_thermometer(self, status: DispenserStatus | None) -> bool:
+        """Announce the machine as refrigerated the first time its board reports a
+        temperature; whether it did now."""
+        if status is None or status.temperature is None or self.refrigerated:
+            return False
+        self.refrigerated = True
+        await self.agent.update_announce(messages.announce(self.engine, refrigerated=True))
+        return True
+
     def _note_door(self, status: DispenserStatus) -> None:
         """Send ``door_opened`` / ``door_closed`` when ``status`` changes the door's state."""
         if status.door_open is None or status.door_open == self._door_open:
@@ -279,12 +286,10 @@ class MachineUplink:
         status = await self._async_board_status()
         if status is not None:
             self._note_door(status)  # a board that reports its door only when asked
-        if status is not None and status.temperature is not None and not self.refrigerated:
-            # A board that had no temperature at start (a sensor plugged in later, a status
-            # that timed out): announced again first, or the fleet has no sensor to show it.
-            self.refrigerated = True
+        # A board that had no temperature at start (a sensor plugged in later, a status that
+        # timed out) is announced again before its reading, or the fleet has no sensor for it.
+        if await self._async_note_thermometer(status):
             _LOGGER.info("Uplink %s: the board reports a temperature now", self.machine_id)
-            await self.agent.update_announce(messages.announce(self.engine, refrigerated=True))
         return await self.agent.telemetry(messages.readings(self.engine, status))
 
     async def _async_telemetry_loop(self) -> None:
