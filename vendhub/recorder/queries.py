@@ -9,7 +9,7 @@ datetimes (ISO 8601 strings in ``as_dict()``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -592,6 +592,28 @@ def _check_limit(limit: int) -> None:
         raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}")
 
 
+def _newest_first(
+    session: SessionOrConnection,
+    table: Any,
+    id_column: Any,
+    conditions: list[Any],
+    limit: int,
+    before_id: int | None,
+    make_item: Callable[[Row[Any]], _ItemT],
+) -> Page[_ItemT]:
+    """One page of ``table``'s rows that meet ``conditions``, newest (highest id) first:
+    keyset pagination, ``next_before_id`` None on the last page."""
+    if before_id is not None:
+        conditions = [*conditions, id_column < before_id]
+    statement = select(table).where(*conditions).order_by(id_column.desc()).limit(limit + 1)
+    rows = list(session.execute(statement))
+    more = len(rows) > limit
+    return Page(
+        [make_item(row) for row in rows[:limit]],
+        getattr(rows[limit - 1], id_column.key) if more else None,
+    )
+
+
 def transactions(
     session: SessionOrConnection,
     *,
@@ -623,17 +645,14 @@ def transactions(
         conditions.append(VendTransaction.ts >= timestamp_of(start, "start"))
     if end is not None:
         conditions.append(VendTransaction.ts < timestamp_of(end, "end"))
-    if before_id is not None:
-        conditions.append(VendTransaction.id < before_id)
-    statement = (
-        select(_TRANSACTIONS_TABLE)
-        .where(*conditions)
-        .order_by(VendTransaction.id.desc())
-        .limit(limit + 1)
-    )
-    rows = list(session.execute(statement))
-    items = [
-        TransactionRow(
+    return _newest_first(
+        session,
+        _TRANSACTIONS_TABLE,
+        VendTransaction.id,
+        conditions,
+        limit,
+        before_id,
+        lambda row: TransactionRow(
             id=row.id,
             machine_id=row.machine_id,
             source_event_id=row.source_event_id,
@@ -648,10 +667,8 @@ def transactions(
             time=utc_datetime(row.ts),
             recorded=utc_datetime(row.recorded_ts),
             context_id=_context_hex(row.context_id),
-        )
-        for row in rows[:limit]
-    ]
-    return Page(items, items[-1].id if len(rows) > limit else None)
+        ),
+    )
 
 
 def payments(
@@ -684,14 +701,14 @@ def payments(
         conditions.append(Payment.created_ts >= timestamp_of(start, "start"))
     if end is not None:
         conditions.append(Payment.created_ts < timestamp_of(end, "end"))
-    if before_id is not None:
-        conditions.append(Payment.id < before_id)
-    statement = (
-        select(_PAYMENTS_TABLE).where(*conditions).order_by(Payment.id.desc()).limit(limit + 1)
-    )
-    rows = list(session.execute(statement))
-    items = [
-        PaymentRow(
+    return _newest_first(
+        session,
+        _PAYMENTS_TABLE,
+        Payment.id,
+        conditions,
+        limit,
+        before_id,
+        lambda row: PaymentRow(
             id=row.id,
             transaction_id=row.transaction_id,
             machine_id=row.machine_id,
@@ -705,10 +722,8 @@ def payments(
             created=utc_datetime(row.created_ts),
             updated=utc_datetime(row.updated_ts),
             context_id=_context_hex(row.context_id),
-        )
-        for row in rows[:limit]
-    ]
-    return Page(items, items[-1].id if len(rows) > limit else None)
+        ),
+    )
 
 
 # ---- the audit log -----------------------------------------------------------------------------
@@ -749,14 +764,14 @@ def audit_log(
         conditions.append(AuditLogEntry.ts >= timestamp_of(since, "since"))
     if until is not None:
         conditions.append(AuditLogEntry.ts < timestamp_of(until, "until"))
-    if before_id is not None:
-        conditions.append(AuditLogEntry.id < before_id)
-    statement = (
-        select(_AUDIT_TABLE).where(*conditions).order_by(AuditLogEntry.id.desc()).limit(limit + 1)
-    )
-    rows = list(session.execute(statement))
-    items = [
-        AuditRow(
+    return _newest_first(
+        session,
+        _AUDIT_TABLE,
+        AuditLogEntry.id,
+        conditions,
+        limit,
+        before_id,
+        lambda row: AuditRow(
             id=row.id,
             time=utc_datetime(row.ts),
             actor_type=row.actor_type,
@@ -768,10 +783,8 @@ def audit_log(
             after=None if row.after is None else json.loads(row.after),
             context_id=_context_hex(row.context_id),
             remote_address=row.remote_address,
-        )
-        for row in rows[:limit]
-    ]
-    return Page(items, items[-1].id if len(rows) > limit else None)
+        ),
+    )
 
 
 def rejected_money_events(
@@ -787,17 +800,14 @@ def rejected_money_events(
     conditions = []
     if machine_id is not None:
         conditions.append(RejectedMoneyEvent.machine_id == machine_id)
-    if before_id is not None:
-        conditions.append(RejectedMoneyEvent.id < before_id)
-    statement = (
-        select(RejectedMoneyEvent.__table__)
-        .where(*conditions)
-        .order_by(RejectedMoneyEvent.id.desc())
-        .limit(limit + 1)
-    )
-    rows = list(session.execute(statement))
-    items = [
-        RejectedMoneyRow(
+    return _newest_first(
+        session,
+        RejectedMoneyEvent.__table__,
+        RejectedMoneyEvent.id,
+        conditions,
+        limit,
+        before_id,
+        lambda row: RejectedMoneyRow(
             id=row.id,
             time=utc_datetime(row.ts),
             event_type=row.event_type,
@@ -805,7 +815,5 @@ def rejected_money_events(
             event_id=row.source_event_id,
             data=json.loads(row.event_data),
             error=row.error,
-        )
-        for row in rows[:limit]
-    ]
-    return Page(items, items[-1].id if len(rows) > limit else None)
+        ),
+    )
