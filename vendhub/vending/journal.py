@@ -367,7 +367,8 @@ class _Housekeeper(threading.Thread):
     for a lull: ``CHECKPOINT_WHEN_IDLE`` without a commit, at most once a
     ``CHECKPOINT_INTERVAL``. A lull can end while its checkpoint runs (a quiet minute, then
     fifty machines sell at once): the writer then interrupts the checkpoint before it commits
-    (a checkpoint of a 60 MB log took 200 ms; it stops within a millisecond), and the next lull
+    (a checkpoint of a 60 MB log took 200 ms; it stops within a millisecond while it copies
+    pages, but its last step, syncing the database file, runs to the end), and the next lull
     tries again. A writer that never pauses is checkpointed anyway, without interruption,
     ``CHECKPOINT_AT_LATEST`` after the last complete checkpoint. A log that keeps growing
     because the writer never pauses long enough is reset (RESTART, which waits for the writer
