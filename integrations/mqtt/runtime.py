@@ -41,7 +41,7 @@ from vendhub.machine.entities import (
     TemperatureSensor,
 )
 from vendhub.machine.link import Handled, MachineLink, Outcome
-from vendhub.recorder.recorder import DATA_RECORDER
+from vendhub.recorder.recorder import DATA_RECORDER, RecorderNotRunning
 from vendhub.registry import device_registry
 from vendhub.util.dt import utcnow
 from vendhub.util.heap import freeze_startup_heap
@@ -51,6 +51,7 @@ from .acks import Acknowledger
 from .commands import CommandRunner
 from .connection import BrokerConnection, NotConnected
 from .const import (
+    ACK_WAIT_TIMEOUT,
     DEFAULT_CONFIG_CONFIRM_TIMEOUT,
     DOMAIN,
     EVENT_MACHINE_ADOPTED,
@@ -137,7 +138,9 @@ class MqttRuntime:
         self.hub_errors = LinkErrorsSensor(
             "mqtt_link_errors", "MQTT link errors", "link_errors", info=None
         )
-        self.acks = Acknowledger(hub, self._async_publish_ack)
+        self.acks = Acknowledger(
+            hub, self._async_publish_ack, self._record_money_again, ACK_WAIT_TIMEOUT
+        )
         self.commands = CommandRunner(self._async_publish_command)
         self.connection = BrokerConnection(
             hub,
@@ -218,6 +221,16 @@ class MqttRuntime:
 
     def _recording(self) -> bool:
         return self.hub.data.get(DATA_RECORDER) is not None
+
+    def _record_money_again(self, event: Event) -> bool:
+        recorder = self.hub.data.get(DATA_RECORDER)
+        if recorder is None:
+            return False
+        try:
+            recorder.async_record_money_again(event)
+        except RecorderNotRunning:
+            return False
+        return True
 
     def _recorder_behind(self) -> bool:
         recorder = self.hub.data.get(DATA_RECORDER)
@@ -346,9 +359,11 @@ class MqttRuntime:
         ledger = event["event"] in protocol.LEDGER_EVENTS and self._recording()
         if self.link.seen_event(machine_id, event_id):
             self._apply(machine_id, protocol.KIND_EVENT, event)  # counted as a duplicate
-            if not (ledger and self.acks.is_waiting(machine_id, event_id)):
+            if ledger:
+                self.acks.copy_received(machine_id, event_id)
+            else:
                 self.acks.ack(machine_id, event_id)
-            return  # else the ack goes out with the first copy's, after the commit
+            return
         if ledger:
             self.acks.expect_recorded(machine_id, event_id)
         handled = self._apply(machine_id, protocol.KIND_EVENT, event)

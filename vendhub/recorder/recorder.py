@@ -314,6 +314,16 @@ class Recorder:
         self._money_waiters.setdefault((machine_id, event_id), []).append(waiter)
         return await asyncio.wait_for(waiter, timeout)
 
+    def async_record_money_again(self, event: Event) -> None:
+        """Queue the money event ``event`` again, without its history row: a copy whose
+        first commit was never confirmed (the ledger's unique keys write it once; its
+        ``money_recorded`` says ``duplicate`` when the first made it after all)."""
+        if self._stopped:
+            raise RecorderNotRunning("the recorder stopped")
+        if event.event_type not in MONEY_EVENTS:
+            raise ValueError(f"{event.event_type} is not a money event")
+        self.queue.put(("m", event))
+
     def async_write_durable(self, record: DurableRecord) -> None:
         """Queue ``record`` to be written with the money events and committed at once."""
         if self._stopped:

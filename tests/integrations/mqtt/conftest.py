@@ -70,10 +70,14 @@ async def stop_hub(hub: Hub) -> None:
         await hub.async_stop()
 
 
-async def start_recorder(hub: Hub, folder: Path, commit_interval: float = 0.2) -> Recorder:
-    """The real recorder on SQLite, committing often."""
+async def start_recorder(
+    hub: Hub, folder: Path, commit_interval: float = 0.2, **options: Any
+) -> Recorder:
+    """The real recorder on SQLite, committing often (``options``: more RecorderConfig)."""
     db_url = f"sqlite:///{folder / 'vendhub.db'}"
-    recorder = Recorder(hub, RecorderConfig(db_url=db_url, commit_interval=commit_interval))
+    recorder = Recorder(
+        hub, RecorderConfig(db_url=db_url, commit_interval=commit_interval, **options)
+    )
     await recorder.async_start()
     hub.data[DATA_RECORDER] = recorder
     return recorder

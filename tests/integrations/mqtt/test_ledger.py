@@ -14,8 +14,10 @@ from sqlalchemy import func, select
 from tests.mosquitto import Mosquitto
 from vendhub.const import EVENT_MONEY_RECORDED, EVENT_VEND_COMPLETED
 from vendhub.core import Event, Hub
+from vendhub.recorder import engine as recorder_engine
 from vendhub.recorder.models import CashCollection, StockMovement, VendTransaction
 from vendhub.recorder.recorder import Recorder
+from vendhub_integrations.mqtt import runtime as runtime_module
 
 from .broker import TestMachine, vend_data
 from .conftest import (
@@ -179,3 +181,121 @@ async def test_without_a_recorder_sales_are_acked_once_processed_and_it_says_so(
     sale = await machine.event("vend_completed", vend_data())
     await machine.wait_acked(sale)
     assert runtime.acks.waiting == 0
+
+
+async def test_a_sale_whose_ack_wait_expired_is_acked_only_once_recorded(
+    hub: Hub,
+    broker: Mosquitto,
+    prefix: str,
+    machines: MachineFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime_module, "ACK_WAIT_TIMEOUT", 0.5)
+    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
+    runtime = await start_link(hub, link_config(broker, prefix))
+    machine = await machines("lobby_1")
+    await adopted_machine(hub, runtime, machine)
+    recorded = record(hub, EVENT_MONEY_RECORDED)
+
+    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        data = vend_data(stock=7)
+        sale = await machine.event("vend_completed", data)
+        await until(lambda: runtime.acks.stats.expired == 1, timeout=10)
+        # The machine sends it again: a copy of a sale not in the database is not acked.
+        await machine.event("vend_completed", data, event_id=sale)
+        await until(lambda: runtime.link.stats.duplicates == 1)
+        await asyncio.sleep(0.5)
+        assert sale not in machine.acked()
+        assert runtime.acks.stats.rerecorded == 1
+        assert runtime.acks.is_waiting("lobby_1", sale)
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    await machine.wait_acked(sale, timeout=10)
+    await recorder.async_flush()
+    assert count(recorder, VendTransaction, VendTransaction.source_event_id == sale) == 1
+    # The first copy, then the copy handed over again, found in the ledger.
+    assert [event.data["duplicate"] for event in recorded] == [False, True]
+    assert machine.acked().count(sale) == 1
+    assert hub.states.get("machine.lobby_1").attributes["sales_today"] == 1
+
+
+async def test_a_sale_the_recorder_lost_after_the_wait_expired_is_written_from_the_copy(
+    hub: Hub,
+    broker: Mosquitto,
+    prefix: str,
+    machines: MachineFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime_module, "ACK_WAIT_TIMEOUT", 0.5)
+    # The database locked is the database away once a write has waited this long.
+    monkeypatch.setattr(recorder_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    # Room in memory for one money event while the database is away.
+    recorder = await start_recorder(
+        hub, tmp_path, commit_interval=0.1, max_backlog=1, retry_first_delay=0.1
+    )
+    runtime = await start_link(hub, link_config(broker, prefix))
+    machine = await machines("lobby_1")
+    await adopted_machine(hub, runtime, machine)
+
+    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        first_data, second_data = vend_data(stock=7), vend_data(stock=6)
+        first = await machine.event("vend_completed", first_data)
+        second = await machine.event("vend_completed", second_data)
+        await until(lambda: recorder.stats.money_dropped == 1, timeout=10)  # the first
+        await until(lambda: runtime.acks.stats.expired == 2, timeout=10)
+        await machine.event("vend_completed", first_data, event_id=first)
+        await until(lambda: runtime.acks.stats.rerecorded == 1)
+        await until(lambda: recorder.stats.money_dropped == 2, timeout=10)  # now the second
+        await asyncio.sleep(0.3)
+        assert machine.acked() == []
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    await machine.wait_acked(first, timeout=10)
+    await asyncio.sleep(0.5)
+    assert second not in machine.acked()  # lost from memory, kept by the machine
+    await machine.event("vend_completed", second_data, event_id=second)
+    await machine.wait_acked(second, timeout=10)
+    await recorder.async_flush()
+    for sale in (first, second):
+        assert count(recorder, VendTransaction, VendTransaction.source_event_id == sale) == 1
+    assert runtime.acks.stats.rerecorded == 2
+
+
+async def test_a_sale_recorded_after_its_wait_expired_is_acked_then(
+    hub: Hub,
+    broker: Mosquitto,
+    prefix: str,
+    machines: MachineFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime_module, "ACK_WAIT_TIMEOUT", 0.5)
+    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
+    runtime = await start_link(hub, link_config(broker, prefix))
+    machine = await machines("lobby_1")
+    await adopted_machine(hub, runtime, machine)
+
+    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        sale = await machine.event("vend_completed", vend_data(stock=7))
+        await until(lambda: runtime.acks.stats.expired == 1, timeout=10)
+        assert not runtime.acks.is_waiting("lobby_1", sale)
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    await machine.wait_acked(sale, timeout=10)  # no copy needed
+    assert runtime.acks.stats.rerecorded == 0
+    await recorder.async_flush()
+    assert count(recorder, VendTransaction, VendTransaction.source_event_id == sale) == 1
