@@ -316,6 +316,30 @@ async def test_two_machines_may_number_their_events_alike(tmp_path: Path, db_url
     await recorder.async_stop()
 
 
+async def test_a_late_event_does_not_take_the_stock_level_back(tmp_path: Path, db_url: str) -> None:
+    """The level is the newest event's: a sale of 12:00 that arrives after one of 12:05 (sent
+    again from an outbox) is in the ledger, and the level stays the 12:05 one."""
+    hub = Hub(tmp_path)
+    recorder = await start_recorder(hub, db_url)
+    hub.bus.async_fire(
+        "vend_completed", vend_data("later", ts="2024-05-06T12:05:00+00:00", stock=6)
+    )
+    await recorder.async_flush()
+    hub.bus.async_fire("vend_completed", vend_data("earlier", stock=7))
+    hub.bus.async_fire(
+        "vend_completed",
+        vend_data("other slot", slot="A2", ts="2024-05-06T11:00:00+00:00", stock=4),
+    )
+    await recorder.async_flush()
+
+    assert count(recorder, VendTransaction) == 3
+    with recorder.engine.connect() as connection:
+        levels = dict(connection.execute(select(StockLevel.slot_code, StockLevel.quantity)).all())
+    assert levels == {"A1": 6, "A2": 4}
+    await hub.async_stop()
+    await recorder.async_stop()
+
+
 async def test_the_same_vend_event_three_times_is_recorded_once(
     tmp_path: Path, db_url: str
 ) -> None:

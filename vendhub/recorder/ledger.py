@@ -223,12 +223,18 @@ def _stock_movement(
     )
     if stock_after is None:
         return
+    of_slot = (StockLevel.machine_id == machine_id, StockLevel.slot_code == slot_code)
+    # An event that arrives late (sent again from an outbox, put right by an operator) does
+    # not take the level back to what it was then.
     updated = connection.execute(
         update(StockLevel)
-        .where(StockLevel.machine_id == machine_id, StockLevel.slot_code == slot_code)
+        .where(*of_slot, StockLevel.updated_ts <= ts)
         .values(quantity=stock_after, product=product, updated_ts=ts)
     ).rowcount
-    if not updated:
+    if (
+        not updated
+        and connection.execute(select(StockLevel.quantity).where(*of_slot)).first() is None
+    ):
         connection.execute(
             insert(StockLevel).values(
                 machine_id=machine_id,
