@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.errors import InvalidServiceData
 from vendhub.recorder.recorder import get_recorder
+
+_EARLY = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 async def test_services_answer_from_the_database(tmp_path: Path, db_url: str) -> None:
@@ -121,5 +124,94 @@ async def test_rejected_money_events_are_listed_with_their_reason(
         assert [item["event_id"] for item in everything["items"]] == ["bad-3", "bad-2", "bad-1"]
         with pytest.raises(InvalidServiceData, match="limit"):
             await hub.services.async_call("recorder", "rejected_money_events", {"limit": 0})
+    finally:
+        await hub.async_stop()
+
+
+async def test_a_rejected_money_event_is_put_right_into_the_ledger(
+    tmp_path: Path, db_url: str
+) -> None:
+    (tmp_path / "configuration.yaml").write_text(
+        f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
+    )
+    prepared = await asyncio.to_thread(prepare, tmp_path)
+    assert prepared.issues == []
+    hub, _report = await async_start_hub(prepared)
+    try:
+        recorder = get_recorder(hub)
+        waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "bad-1", timeout=10))
+        await asyncio.sleep(0)
+        hub.bus.async_fire(  # no price: the ledger cannot take it
+            "vend_completed",
+            {
+                "machine_id": "lobby_1",
+                "event_id": "bad-1",
+                "slot": "A1",
+                "product": "Cola",
+                "currency": "EUR",
+                "payment_method": "card",
+                "ts": "2024-05-06T12:00:00+00:00",
+                "stock": 7,
+            },
+        )
+        assert (await waiter).rejected is True
+        [rejected] = (await hub.services.async_call("recorder", "rejected_money_events", {}))[
+            "items"
+        ]
+
+        # Still wrong: refused, and it stays where it is.
+        with pytest.raises(InvalidServiceData, match=r"still refuses.*price.*nothing was changed"):
+            await hub.services.async_call(
+                "recorder",
+                "resubmit_rejected_money_event",
+                {"id": rejected["id"], "data": {"product": "Cola 0.5"}},
+            )
+        for price in ("one fifty", 1.5):
+            with pytest.raises(InvalidServiceData, match="price must be a whole number"):
+                await hub.services.async_call(
+                    "recorder",
+                    "resubmit_rejected_money_event",
+                    {"id": rejected["id"], "data": {"price": price}},
+                )
+        with pytest.raises(InvalidServiceData, match="no rejected money event with id 999"):
+            await hub.services.async_call(
+                "recorder", "resubmit_rejected_money_event", {"id": 999, "data": {"price": 150}}
+            )
+        still = await hub.services.async_call("recorder", "rejected_money_events", {})
+        assert [item["id"] for item in still["items"]] == [rejected["id"]]
+        page = await hub.services.async_call("recorder", "transactions", {"start": _EARLY})
+        assert page["items"] == []
+
+        # Corrected: in the ledger, at the sale's own time, and no longer rejected.
+        result = await hub.services.async_call(
+            "recorder",
+            "resubmit_rejected_money_event",
+            {"id": rejected["id"], "data": {"price": 150}},
+        )
+        assert (result["event_id"], result["duplicate"], result["data"]["price"]) == (
+            "bad-1",
+            False,
+            150,
+        )
+        [sale] = (await hub.services.async_call("recorder", "transactions", {"start": _EARLY}))[
+            "items"
+        ]
+        assert (sale["machine_id"], sale["price"], sale["product"]) == ("lobby_1", 150, "Cola")
+        assert sale["time"].startswith("2024-05-06T12:00:00")
+        [payment] = (await hub.services.async_call("recorder", "payments", {"start": _EARLY}))[
+            "items"
+        ]
+        assert payment["amount"] == 150
+        after = await hub.services.async_call("recorder", "rejected_money_events", {})
+        assert after["items"] == []
+        with pytest.raises(InvalidServiceData, match="no rejected money event"):
+            await hub.services.async_call(
+                "recorder", "resubmit_rejected_money_event", {"id": rejected["id"]}
+            )
+        # It changed the ledger: the audit log has it.
+        audit = await hub.services.async_call(
+            "recorder", "audit_log", {"action": "recorder.resubmit_rejected_money_event"}
+        )
+        assert len(audit["items"]) >= 1
     finally:
         await hub.async_stop()

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from vendhub.core.errors import VendHubError
 
@@ -283,3 +289,11 @@ def backoff_delay(attempt: int, first_delay: float, max_delay: float) -> float:
     in step."""
     base = min(max_delay, first_delay * 2 ** min(attempt - 1, 32))
     return min(max_delay, base * random.uniform(0.75, 1.25))
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` says the database is out of reach (retry later), not that it refused
+    the data (which no retry changes)."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated

@@ -6,10 +6,15 @@ that id) already there means the event was recorded before, and nothing is writt
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from vendhub.const import (
     EVENT_CASH_COLLECTED,
@@ -17,8 +22,10 @@ from vendhub.const import (
     EVENT_VEND_COMPLETED,
     EVENT_VEND_FAILED,
 )
+from vendhub.core.context import Context
 from vendhub.core.events import Event
 from vendhub.recorder.convert import context_id_to_bytes, fit_to_column, timestamp_of, to_json
+from vendhub.recorder.engine import is_connection_error
 from vendhub.recorder.models import (
     CashCollection,
     Payment,
@@ -80,6 +87,104 @@ def write_rejected_money_event(
     )
 
 
+class ResubmitRefused(ValueError):
+    """A rejected money event could not be put into the ledger; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmitted:
+    """A rejected money event put into the ledger (``resubmit_rejected_money_event``)."""
+
+    id: int
+    event_type: str
+    machine_id: str
+    event_id: str
+    duplicate: bool
+    """The ledger had the event already (a copy came through meanwhile): nothing was added."""
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "id": self.id,
+            "event_type": self.event_type,
+            "machine_id": self.machine_id,
+            "event_id": self.event_id,
+            "duplicate": self.duplicate,
+            "data": self.data,
+        }
+
+
+def resubmit_rejected_money_event(
+    session: Session,
+    rejected_id: int,
+    corrections: Mapping[str, Any],
+    context: Context,
+) -> Resubmitted:
+    """Write the rejected money event ``rejected_id``, with ``corrections`` laid over its data,
+    to the ledger and remove it from ``rejected_money_events``, in one transaction.
+
+    Raises ``ResubmitRefused`` naming the problem (no such event, or the ledger refuses it
+    still), with nothing changed. The rows get ``context`` (the operator's call); their time
+    is the event's own ``ts``, else when it was rejected. A database out of reach raises its
+    error as it is (try again later).
+    """
+    with session.begin():
+        connection = session.connection()
+        row = connection.execute(
+            select(RejectedMoneyEvent).where(RejectedMoneyEvent.id == rejected_id)
+        ).first()
+        if row is None:
+            raise ResubmitRefused(f"there is no rejected money event with id {rejected_id}")
+        data = {**json.loads(row.event_data), **corrections}
+        event = Event(
+            row.event_type,
+            data,
+            time_fired=datetime.fromtimestamp(row.ts, UTC),
+            context=context,
+        )
+        try:
+            if row.event_type not in MONEY_EVENTS:
+                raise ValueError(f"{row.event_type} is not a money event")
+            record = write_money_event(connection, event)
+        except Exception as error:
+            if is_connection_error(error):
+                raise
+            raise ResubmitRefused(
+                f"the ledger still refuses {row.event_type} event {row.source_event_id!r} of "
+                f"machine {row.machine_id}: {type(error).__name__}: {_first_line(error)}; "
+                "nothing was changed: correct the fields with 'data'"
+            ) from error
+        connection.execute(delete(RejectedMoneyEvent).where(RejectedMoneyEvent.id == rejected_id))
+    return Resubmitted(
+        id=rejected_id,
+        event_type=row.event_type,
+        machine_id=record.machine_id,
+        event_id=record.event_id,
+        duplicate=record.duplicate,
+        data=data,
+    )
+
+
+def _whole(data: Mapping[str, Any], key: str) -> int:
+    """``data[key]`` as a whole number of minor units; a fraction or text is refused by name
+    (``int()`` would cut 1.5 to 1, and say only "invalid literal" of a text)."""
+    value = data[key]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"{key} must be a whole number of minor units, not {value!r}")
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's text (a database error adds its statement below)."""
+    text = str(error)
+    return text.splitlines()[0] if text else ""
+
+
 def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
     """Write one money event's rows; a duplicate (same machine and event id) writes nothing."""
     data = event.data
@@ -106,7 +211,7 @@ def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
             insert(CashCollection).values(
                 machine_id=machine_id,
                 source_event_id=event_id,
-                amount=int(data["amount"]),
+                amount=_whole(data, "amount"),
                 currency=str(data["currency"]),
                 collected_by=fit_to_column(event.context.user_id, CashCollection.collected_by),
                 ts=ts,
@@ -121,7 +226,7 @@ def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
                 slot_code,
                 refill.get("product"),
                 "refill",
-                int(refill["added"]),
+                _whole(refill, "added"),
                 refill.get("stock"),
                 event_id,
                 event,
@@ -150,7 +255,7 @@ def _vend(
             vend_id=data.get("vend_id"),
             slot_code=str(data["slot"]),
             product=data.get("product"),
-            price=int(data["price"]),
+            price=_whole(data, "price"),
             currency=str(data["currency"]),
             outcome="completed" if completed else "failed",
             failure_reason=data.get("reason"),
@@ -168,7 +273,7 @@ def _vend(
             machine_id=machine_id,
             provider=str(data.get("payment_provider") or DEFAULT_PAYMENT_PROVIDER),
             method=str(data.get("payment_method") or "unknown"),
-            amount=int(data["price"]),
+            amount=_whole(data, "price"),
             currency=str(data["currency"]),
             status="captured",
             provider_reference=data.get("payment_reference"),

@@ -1,10 +1,13 @@
-"""The recorder's services: history, statistics, the ledger, the audit log, purge on demand.
+"""The recorder's services: history, statistics, the ledger, the audit log, purge on demand,
+and putting a rejected money event right.
 
-The queries are registered read-only, so the audit log leaves them out; purge is audited.
+The queries are registered read-only, so the audit log leaves them out; purge and
+resubmit_rejected_money_event are audited.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +18,15 @@ from vendhub.core.context import ACTOR_TYPES
 from vendhub.core.errors import InvalidServiceData
 from vendhub.recorder import queries
 from vendhub.recorder.audit import async_start_auditing
+from vendhub.recorder.ledger import ResubmitRefused, resubmit_rejected_money_event
 from vendhub.util.dt import utcnow
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
     from vendhub.core.services import ServiceCall
     from vendhub.recorder.recorder import Recorder
+
+_LOGGER = logging.getLogger(__name__)
 
 DOMAIN = "recorder"
 PERIOD = vol.In(("hour", "day"))
@@ -70,6 +76,12 @@ REJECTED_SCHEMA = vol.Schema(
         vol.Optional("machine_id"): cv.string,
         vol.Optional("limit", default=100): vol.All(cv.positive_int, vol.Range(max=1000)),
         vol.Optional("before_id"): cv.positive_int,
+    }
+)
+RESUBMIT_SCHEMA = vol.Schema(
+    {
+        vol.Required("id"): cv.positive_int,
+        vol.Optional("data", default=dict): vol.Schema({cv.string: object}),
     }
 )
 PURGE_SCHEMA = vol.Schema({vol.Optional("keep_days"): cv.non_negative_int})
@@ -164,6 +176,35 @@ def register_services(hub: Hub, recorder: Recorder) -> None:
         page = await recorder.async_query(lambda session: queries.audit_log(session, **filters))
         return page.as_dict()
 
+    async def resubmit(call: ServiceCall) -> dict[str, Any]:
+        """Put a rejected money event into the ledger, with the fields in ``data`` corrected;
+        it leaves rejected_money_events. Refused, with nothing changed, when the ledger still
+        cannot take it."""
+        rejected_id, corrections = call.data["id"], call.data["data"]
+
+        def step(session: Any) -> Any:
+            try:
+                return resubmit_rejected_money_event(
+                    session, rejected_id, corrections, call.context
+                )
+            except ResubmitRefused as refused:
+                return refused  # raised in the loop: not a failure of the writer
+
+        try:
+            result = await recorder.async_run_job("resubmit rejected money event", step)
+        except ResubmitRefused as refused:
+            raise InvalidServiceData(DOMAIN, call.service, str(refused)) from refused
+        _LOGGER.info(
+            "Rejected money event %d (%s %s of %s) put into the ledger by %s%s",
+            rejected_id,
+            result.event_type,
+            result.event_id,
+            result.machine_id,
+            call.context.user_id or "the hub",
+            "; the ledger had it already" if result.duplicate else "",
+        )
+        return result.as_dict()
+
     async def purge(call: ServiceCall) -> dict[str, Any]:
         """Purge history now (default: older than the configured keep_days)."""
         result = await recorder.async_purge(call.data.get("keep_days"))
@@ -198,6 +239,13 @@ def register_services(hub: Hub, recorder: Recorder) -> None:
         REJECTED_SCHEMA,
         "Money events the ledger could not take, as they came and why, newest first.",
         read_only=True,
+    )
+    register(
+        DOMAIN,
+        "resubmit_rejected_money_event",
+        resubmit,
+        RESUBMIT_SCHEMA,
+        "Put a rejected money event into the ledger, with corrected fields.",
     )
     register(DOMAIN, "purge", purge, PURGE_SCHEMA)
     # Every other service call that may change something is audited while this recorder

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from vendhub.core.events import Event, EventOrigin
 from vendhub.recorder.convert import context_id_to_bytes, fit_to_column, to_json
-from vendhub.recorder.engine import backoff_delay, redact_url
+from vendhub.recorder.engine import backoff_delay, is_connection_error, redact_url
 from vendhub.recorder.ledger import MoneyRecord, write_money_event, write_rejected_money_event
 from vendhub.recorder.models import (
     Events,
@@ -364,7 +364,7 @@ class RecorderWriter(threading.Thread):
                     self._write_history(states, events)
                     break
                 except Exception as error:
-                    if _is_connection_error(error):
+                    if is_connection_error(error):
                         self._lost_connection(error)
                         return
                     # A cached id the database no longer has: forget the caches and try once
@@ -595,7 +595,7 @@ class RecorderWriter(threading.Thread):
                         event.write(connection)
                         durable.append(event)
         except Exception as error:
-            if _is_connection_error(error):
+            if is_connection_error(error):
                 self._lost_connection(error)
                 return
             # One event the database refuses (or that lacks a field) must not stop the
@@ -620,7 +620,7 @@ class RecorderWriter(threading.Thread):
                         event.write(connection)
             except Exception as error:
                 try:
-                    if _is_connection_error(error):
+                    if is_connection_error(error):
                         raise
                     kept = self._keep_rejected(connection, event, error)
                 except Exception as lost:  # the connection went: this one and the rest wait
@@ -657,7 +657,7 @@ class RecorderWriter(threading.Thread):
             with connection.begin():
                 return write_rejected_money_event(connection, item, error)
         except Exception as failure:
-            if _is_connection_error(failure):
+            if is_connection_error(failure):
                 raise
             _LOGGER.error(
                 "Recorder: could not keep the rejected %s either: %s",
@@ -771,14 +771,6 @@ def _drain(work_queue: queue.SimpleQueue[tuple[Any, ...]]) -> Iterator[tuple[Any
 
 def _attributes_id_of(cached: Any) -> int:
     return cached[1] if isinstance(cached, tuple) else int(cached)
-
-
-def _is_connection_error(error: BaseException) -> bool:
-    """Whether ``error`` says the database is out of reach (retry later), not that it refused
-    the data (which no retry changes)."""
-    if isinstance(error, OperationalError | InterfaceError):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def _describe_money(item: Event | DurableRecord) -> str:
