@@ -65,7 +65,7 @@ SLOT_CHANGES_SCHEMA = vol.Schema(
     {
         vol.Optional("product"): vol.All(cv.string, vol.Length(min=1, max=255)),
         vol.Optional("price"): cv.money_minor_units,
-        vol.Optional("capacity"): cv.positive_int,
+        vol.Optional("capacity"): cv.slot_capacity,
         vol.Optional("par"): cv.non_negative_int,
     }
 )

@@ -18,6 +18,7 @@ from vendhub.config.validators import (
     number,
     percentage,
     positive_int,
+    slot_capacity,
     slug,
     string,
     time_period,
@@ -135,7 +136,7 @@ SLOT_SCHEMA = vol.Schema(
     {
         vol.Required("product"): vol.All(string, vol.Length(min=1)),
         vol.Required("price"): money_minor_units,
-        vol.Required("capacity"): positive_int,
+        vol.Required("capacity"): slot_capacity,
         vol.Optional("stock"): non_negative_int,
         # Restock when the stock falls below this (default: a quarter of the capacity, min 1).
         vol.Optional("par"): non_negative_int,

@@ -12,6 +12,7 @@ from vendhub.config.validators import (
     money_minor_units,
     non_negative_int,
     positive_int,
+    slot_capacity,
     slug,
     string,
 )
@@ -72,7 +73,7 @@ SLOT_CHANGES_SCHEMA = vol.Schema(
     {
         vol.Optional("product"): vol.All(string, vol.Length(min=1, max=255)),
         vol.Optional("price"): money_minor_units,
-        vol.Optional("capacity"): positive_int,
+        vol.Optional("capacity"): slot_capacity,
         vol.Optional("par"): non_negative_int,
     }
 )

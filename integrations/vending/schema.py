@@ -78,7 +78,7 @@ SLOT_SCHEMA = vol.All(
     {
         vol.Required("product"): cv.string,
         vol.Required("price"): cv.money_minor_units,
-        vol.Required("capacity"): cv.positive_int,
+        vol.Required("capacity"): cv.slot_capacity,
         vol.Optional("par"): cv.non_negative_int,
         vol.Optional("stock"): cv.non_negative_int,
     },

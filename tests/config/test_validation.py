@@ -93,11 +93,13 @@ def test_every_error_is_reported_with_line_and_path_through_lists(
     assert wrong_type.file == simulator_file
     assert wrong_type.path == ("simulator", "machines", 1, "slots", "A1", "price")
     assert wrong_type.message == (
-        "expected an amount in minor units (cents) as a whole number, 0 or more, got 'abc' (str)"
+        "expected an amount in minor units (cents) as a whole number, 0 to 1,000,000,000, "
+        "got 'abc' (str)"
     )
     assert str(wrong_type) == (
         "configuration.yaml:12: [simulator > machines > 1 > slots > A1 > price] "
-        "expected an amount in minor units (cents) as a whole number, 0 or more, got 'abc' (str)"
+        "expected an amount in minor units (cents) as a whole number, 0 to 1,000,000,000, "
+        "got 'abc' (str)"
     )
     misspelt = by_line[15]
     assert misspelt.path == ("simulator", "machines", 1, "slots", "A2")
@@ -231,7 +233,7 @@ def test_plain_python_data_validates_without_locations() -> None:
     assert issue.line is None
     assert issue.path == ("price",)
     assert str(issue) == (
-        "[price] expected an amount in minor units (cents) as a whole number, 0 or more, "
+        "[price] expected an amount in minor units (cents) as a whole number, 0 to 1,000,000,000, "
         "got 'x' (str)"
     )
 

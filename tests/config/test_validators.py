@@ -33,6 +33,9 @@ def invalid_message(validator: Callable[[Any], Any], value: Any) -> str:
         (cv.money_minor_units, 0, 0),
         (cv.money_minor_units, 150, 150),
         (cv.money_minor_units, "250", 250),
+        (cv.money_minor_units, 1_000_000_000, 1_000_000_000),
+        (cv.slot_capacity, 10_000, 10_000),
+        (cv.slot_capacity, "12", 12),
         (cv.integer, -4, -4),
     ],
 )
@@ -61,6 +64,11 @@ def test_integers_accept(validator: Callable[[Any], int], value: Any, expected: 
             "minor units (cents) as a whole number, got 1.5; did you mean 150?",
         ),
         (cv.money_minor_units, "1.50", "got '1.50' (str)"),
+        # More than the ledger's columns hold: refused here, not when the sale is recorded.
+        (cv.money_minor_units, 10**23, "0 to 1,000,000,000, got 100000000000000000000000"),
+        (cv.money_minor_units, 1_000_000_001, "0 to 1,000,000,000, got 1000000001"),
+        (cv.slot_capacity, 0, "a slot capacity from 1 to 10,000, got 0"),
+        (cv.slot_capacity, 99999999999999, "a slot capacity from 1 to 10,000, got 99999999999999"),
         (cv.money_minor_units, 2.0, "got 2.0; did you mean 200 (2.00) or 2 (cents)?"),
         (cv.integer, {"a": 1}, "expected an integer, got a mapping"),
     ],
@@ -182,6 +190,15 @@ def test_time_period_forms(value: Any, expected: timedelta) -> None:
         (True, "got true (a boolean)"),
         (None, "got nothing (an empty value)"),
         ([5], "got a list"),
+        # Too long for a timedelta: refused by name, not an OverflowError (a 500 in the API).
+        (1e308, "must be at most 36,500 days, got 1e+308 (float)"),
+        (float("inf"), "must be at most 36,500 days"),
+        (float("nan"), "must be at most 36,500 days"),
+        (10**400, "must be at most 36,500 days"),
+        ("99999999999999h", "must be at most 36,500 days"),
+        ("9" * 400 + ":00", "must be at most 36,500 days"),
+        ({"days": 1e12}, "must be at most 36,500 days, got a mapping"),
+        ({"days": 10**400}, "must be at most 36,500 days"),
     ],
 )
 def test_time_period_refuses(value: Any, message: str) -> None:

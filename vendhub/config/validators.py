@@ -17,6 +17,7 @@ import voluptuous as vol
 
 from vendhub.core.states import valid_entity_id
 from vendhub.util.slug import slugify
+from vendhub.util.text import shorten
 
 
 def describe_value(value: Any) -> str:
@@ -73,6 +74,19 @@ def non_negative_int(value: Any) -> int:
     return _integer_at_least(value, 0, "a non-negative integer (0 or more)")
 
 
+MAX_SLOT_CAPACITY = 10_000
+"""The most items one slot may hold (a spiral holds tens; a bulk slot hundreds)."""
+
+
+def slot_capacity(value: Any) -> int:
+    """How many items a slot holds: 1 to ``MAX_SLOT_CAPACITY``."""
+    expected = f"a slot capacity from 1 to {MAX_SLOT_CAPACITY:,}"
+    number = _integer(value, expected)
+    if not 1 <= number <= MAX_SLOT_CAPACITY:
+        raise vol.Invalid(f"expected {expected}, got {shorten(str(number))}")
+    return number
+
+
 def port(value: Any) -> int:
     """A TCP/UDP port number, 1 to 65535."""
     expected = "a port number from 1 to 65535"
@@ -82,8 +96,15 @@ def port(value: Any) -> int:
     return number
 
 
+MAX_MONEY_MINOR_UNITS = 1_000_000_000
+"""The largest amount of money a service or configuration takes, in minor units: ten million
+in a currency of cents, and within the ledger's money columns (32-bit on PostgreSQL and
+MariaDB), so an amount that is let in can always be recorded."""
+
+
 def money_minor_units(value: Any) -> int:
-    """An amount of money in minor units (cents), 0 or more: 150 means 1.50."""
+    """An amount of money in minor units (cents), 0 to ``MAX_MONEY_MINOR_UNITS``: 150 means
+    1.50."""
     if isinstance(value, float):
         suggestion = f"{round(value * 100)}"
         if value.is_integer():
@@ -92,10 +113,10 @@ def money_minor_units(value: Any) -> int:
             f"money is written in minor units (cents) as a whole number, got {value!r}; "
             f"did you mean {suggestion}?"
         )
-    expected = "an amount in minor units (cents) as a whole number, 0 or more"
+    expected = f"an amount in minor units (cents) as a whole number, 0 to {MAX_MONEY_MINOR_UNITS:,}"
     amount = _integer(value, expected)
-    if amount < 0:
-        raise vol.Invalid(f"expected {expected}, got {amount}")
+    if not 0 <= amount <= MAX_MONEY_MINOR_UNITS:
+        raise vol.Invalid(f"expected {expected}, got {shorten(str(amount))}")
     return amount
 
 
@@ -453,11 +474,18 @@ def _seconds_from_mapping(value: dict[Any, Any]) -> float:
             raise vol.Invalid(f"expected a number for {str(key)!r}, got {describe_value(amount)}")
         try:
             total += float(amount) * _SECONDS_PER_DICT_KEY[key]
+        except OverflowError:
+            total = float("inf")
         except (TypeError, ValueError):
             raise vol.Invalid(
                 f"expected a number for {str(key)!r}, got {describe_value(amount)}"
             ) from None
     return total
+
+
+MAX_TIME_PERIOD_SECONDS = 100 * 365 * 86400
+"""The longest time period taken: a hundred years (``timedelta`` itself ends at 999,999,999 days,
+and an infinite or larger number would overflow it)."""
 
 
 def time_period(value: Any) -> timedelta:
@@ -468,9 +496,12 @@ def time_period(value: Any) -> timedelta:
     elif isinstance(value, bool) or value is None:
         raise _time_period_invalid(value)
     elif isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if abs(value) < 1e300 else float("inf")
     elif isinstance(value, str):
-        parsed = _seconds_from_text(value)
+        try:
+            parsed = _seconds_from_text(value)
+        except OverflowError:
+            parsed = float("inf")
         if parsed is None:
             raise _time_period_invalid(value)
         seconds = parsed
@@ -480,6 +511,11 @@ def time_period(value: Any) -> timedelta:
         raise _time_period_invalid(value)
     if seconds < 0:
         raise vol.Invalid(f"a time period cannot be negative, got {describe_value(value)}")
+    if not seconds <= MAX_TIME_PERIOD_SECONDS:  # also NaN
+        raise vol.Invalid(
+            f"a time period must be at most {MAX_TIME_PERIOD_SECONDS // 86400:,} days, "
+            f"got {shorten(describe_value(value))}"
+        )
     return timedelta(seconds=seconds)
 
 

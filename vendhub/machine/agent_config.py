@@ -44,6 +44,7 @@ from vendhub.config.validators import (
     number,
     port,
     positive_int,
+    slot_capacity,
     slug,
     string,
     time_period,
@@ -119,7 +120,7 @@ SLOT_SCHEMA = vol.Schema(
     {
         vol.Required("product"): string,
         vol.Required("price"): money_minor_units,
-        vol.Required("capacity"): positive_int,
+        vol.Required("capacity"): slot_capacity,
         vol.Optional("par"): non_negative_int,
         vol.Optional("stock"): non_negative_int,
     }

@@ -120,7 +120,7 @@ def test_daily_curve_needs_exactly_24_values() -> None:
                     machine_config(slots={"A1": {"product": "x", "price": 1, "capacity": 0}})
                 ]
             },
-            "positive integer",
+            "a slot capacity from 1 to 10,000",
         ),
         ({"machines": [machine_config(slots={})]}, "at least one slot"),
         (
