@@ -57,7 +57,9 @@ def register_services(hub: Hub, runtime: VendingRuntime) -> None:
             raise InvalidServiceData(DOMAIN, call.service, str(error.args[0])) from None
 
     async def select(call: ServiceCall) -> dict[str, Any]:
-        """Sell one product; waits for the end unless wait is false; returns the session."""
+        """Sell one product; waits for the end (at most ``timeout``) unless wait is false;
+        returns the session: the final snapshot, or the latest one of a session that goes on
+        (follow it with vending.session)."""
         vend = engine(call)
         session = await vend.async_select(
             slot=call.data["slot"],
@@ -66,7 +68,10 @@ def register_services(hub: Hub, runtime: VendingRuntime) -> None:
             context=call.context,
         )
         if call.data["wait"]:
-            session = await vend.async_wait(session.id, timeout=call.data.get("timeout"))
+            try:
+                session = await vend.async_wait(session.id, timeout=call.data.get("timeout"))
+            except TimeoutError:
+                session = vend.session(session.id) or session
         return session.as_dict()
 
     async def cancel(call: ServiceCall) -> dict[str, Any]:

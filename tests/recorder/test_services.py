@@ -73,6 +73,16 @@ async def test_services_answer_from_the_database(tmp_path: Path, db_url: str) ->
             )
         with pytest.raises(InvalidServiceData, match="limit"):
             await hub.services.async_call("recorder", "payments", {"limit": 5000})
+        # An end at the start of year 1 leaves no room for the default period before it: a
+        # refusal, not an OverflowError.
+        for service, data in (
+            ("sales", {}),
+            ("history", {"entity_ids": ["slot.lobby_1_a1"]}),
+        ):
+            with pytest.raises(InvalidServiceData, match="must be before end"):
+                await hub.services.async_call(
+                    "recorder", service, {**data, "end": "0001-01-01T00:00:00+00:00"}
+                )
     finally:
         await hub.async_stop()
     assert not hub.services.has_service("recorder", "history")

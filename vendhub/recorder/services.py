@@ -8,7 +8,7 @@ resubmit_rejected_money_event are audited.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
@@ -100,7 +100,12 @@ AUDIT_LOG_SCHEMA = vol.Schema(
 
 def _range(call: ServiceCall, default_days: int = 1) -> tuple[Any, Any]:
     end = call.data.get("end") or utcnow()
-    start = call.data.get("start") or end - timedelta(days=default_days)
+    start = call.data.get("start")
+    if start is None:
+        try:
+            start = end - timedelta(days=default_days)
+        except OverflowError:  # an end in the first days of year 1
+            start = datetime.min.replace(tzinfo=UTC)
     if start >= end:
         raise InvalidServiceData(
             DOMAIN,

@@ -212,6 +212,19 @@ async def test_cancel_mode_restock_and_session_services(running: Hub) -> None:
     )
     assert cancelled["outcome"] == "cancelled"
 
+    # A wait shorter than the session: the latest snapshot, and the session goes on.
+    waited = await hub.services.async_call(
+        "vending",
+        "select",
+        {"machine_id": "lobby_1", "slot": "A1", "method": "card", "timeout": 0.2},
+    )
+    assert waited["state"] == "authorizing" and waited["outcome"] is None
+    assert engine.active_session is not None
+    cancelled = await hub.services.async_call(
+        "vending", "cancel", {"machine_id": "lobby_1", "session_id": waited["session_id"]}
+    )
+    assert cancelled["outcome"] == "cancelled"
+
     changed = await hub.services.async_call(
         "vending", "set_mode", {"machine_id": "lobby_1", "mode": "out_of_order"}
     )

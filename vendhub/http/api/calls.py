@@ -77,7 +77,9 @@ async def call_service(
         raise ApiError(
             TIMEOUT,
             "timeout",
-            str(error) or f"{domain}.{service} did not finish within {timeout:g} s",
+            str(error)
+            or f"{domain}.{service} did not finish "
+            + ("in time" if timeout is None else f"within {timeout:g} s"),
         ) from None
     except VendHubError as error:
         if isinstance(error, ValueError):
