@@ -2,8 +2,9 @@
 
 ``Fleet(hub)`` is a snapshot taken once per request: every ``machine.*`` state with its
 machine id (the entity's unique id in the registry) and the integration that links it
-(``mqtt``, ``simulator``: the registry entry's integration); the ``slot.*`` states of each
-machine (by device, else by their ``machine_id`` attribute); the active ``alarm.*`` states.
+(``mqtt``, ``simulator``, ``vending`` for the vend engine's own machines: the registry entry's
+integration); the ``slot.*`` states of each machine (by device, else by their ``machine_id``
+attribute); the active ``alarm.*`` states.
 
 A slot of an offline machine is ``unavailable`` and its state has no attributes; its code and
 plan then come from the live entity (``vendhub.machine.entities.SlotEntity``).
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 LINK_MQTT: Final = "mqtt"
 LINK_SIMULATOR: Final = "simulator"
+LINK_VENDING: Final = "vending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,13 @@ class LinkServices:
     """Send a protocol command: ``machine_id``, ``name``, ``args``, ``timeout``."""
     remove: tuple[str, str] | None
     """Forget the machine: ``machine_id``."""
+    mode: tuple[str, str] | None = None
+    """Set the mode alone, for a link without ``config``: ``machine_id``, ``mode``."""
+    restock: tuple[str, str] | None = None
+    """The ``restock`` command, for a link without ``command``: ``machine_id`` and
+    ``slots`` {code: items now in it} (none: every slot to its par level)."""
+    slots_instead: str | None = None
+    """For a link without ``config``: how a slot's plan changes instead (the 409's text)."""
 
 
 LINK_SERVICES: Final[dict[str, LinkServices]] = {
@@ -55,6 +64,21 @@ LINK_SERVICES: Final[dict[str, LinkServices]] = {
         config=("simulator", "set_config"),
         command=None,  # the simulator has one service per command (see machines.py)
         remove=None,  # its machines are configured in YAML
+    ),
+    # The vend engine's own machines (the ``vending:`` block). No vending service changes a
+    # slot's product, price, capacity or par while the hub runs (the engine can:
+    # ``VendEngine.async_apply_plan``, which only the uplink calls), so slots answer 409.
+    LINK_VENDING: LinkServices(
+        config=None,
+        command=None,  # restock only: a remote vend would dispense without a customer paying
+        remove=None,  # its machines are configured in YAML
+        mode=("vending", "set_mode"),
+        restock=("vending", "restock"),
+        slots_instead=(
+            "no vending service changes a slot's product, price, capacity or par; edit the "
+            "machine's planogram in the vending: block of configuration.yaml and reload it "
+            '(service vendhub.reload with {"domains": ["vending"]})'
+        ),
     ),
 }
 ADOPT_SERVICE: Final = ("mqtt", "adopt")

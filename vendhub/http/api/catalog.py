@@ -14,7 +14,6 @@ from aiohttp import web
 
 from vendhub.auth.roles import Permission
 from vendhub.http.api.calls import SERVICE_ERRORS, json_answer
-from vendhub.http.api.fleet import Fleet, FleetMachine
 from vendhub.http.api.machines import (
     DELIVERY,
     SLOT,
@@ -29,6 +28,7 @@ from vendhub.http.api.machines import (
 from vendhub.http.api.schemas import MACHINE_ID
 from vendhub.http.errors import bad_request
 from vendhub.http.view import ApiView, body, identity_of, operation, params, query
+from vendhub.machine.fleet import Fleet, FleetMachine
 
 PRODUCT: dict[str, Any] = {
     "type": "object",

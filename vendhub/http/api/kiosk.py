@@ -26,11 +26,11 @@ from aiohttp import web
 from vendhub.auth.roles import Permission
 from vendhub.http.api import kiosk_vend
 from vendhub.http.api.calls import SERVICE_ERRORS, call_service, json_answer
-from vendhub.http.api.fleet import LINK_SIMULATOR, Fleet, FleetMachine
 from vendhub.http.api.kiosk_vend import ENGINE_PURCHASE, TOKEN
 from vendhub.http.api.schemas import MACHINE_ID
 from vendhub.http.errors import ApiError, bad_request, not_found
 from vendhub.http.view import ApiView, body, operation, params, require_machine
+from vendhub.machine.fleet import LINK_SIMULATOR, Fleet, FleetMachine
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub

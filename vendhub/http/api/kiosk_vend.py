@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from vendhub.http.api.calls import call_service
-from vendhub.http.api.fleet import whole_or_none
 from vendhub.http.errors import ApiError, bad_request, not_found
+from vendhub.machine.fleet import whole_or_none
 from vendhub.vending.outcomes import EVENT_VEND_SESSION_UPDATED
 from vendhub.vending.payment import PaymentMethod
 from vendhub.vending.planogram import MachineMode
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from vendhub.core.events import Event
     from vendhub.core.hub import Hub
-    from vendhub.http.api.fleet import FleetMachine
+    from vendhub.machine.fleet import FleetMachine
 
 ENGINE_DOMAIN: Final = "vending"
 """The integration whose machines run the vend engine (their registry entries name it)."""

@@ -13,14 +13,6 @@ from aiohttp import web
 
 from vendhub.auth.roles import Permission
 from vendhub.http.api.calls import SERVICE_ERRORS, call_service, json_answer
-from vendhub.http.api.fleet import (
-    ADOPT_SERVICE,
-    LINK_MQTT,
-    LINK_SIMULATOR,
-    PENDING_SERVICE,
-    Fleet,
-    FleetMachine,
-)
 from vendhub.http.api.schemas import MACHINE_ID
 from vendhub.http.errors import ApiError, bad_request, not_found
 from vendhub.http.view import (
@@ -33,6 +25,14 @@ from vendhub.http.view import (
     require_machine,
 )
 from vendhub.machine import protocol
+from vendhub.machine.fleet import (
+    ADOPT_SERVICE,
+    LINK_MQTT,
+    LINK_SIMULATOR,
+    PENDING_SERVICE,
+    Fleet,
+    FleetMachine,
+)
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -100,7 +100,7 @@ _MACHINE_PROPERTIES: dict[str, Any] = {
     "currency": TEXT_OR_NULL,
     "link": {
         **TEXT_OR_NULL,
-        "description": "The integration that links the machine: mqtt, simulator, ...",
+        "description": "The integration that links the machine: mqtt, simulator, vending, ...",
     },
     "sales_today": WHOLE_OR_NULL,
     "revenue_today": WHOLE_OR_NULL,
@@ -239,6 +239,15 @@ async def change_config(
 ) -> tuple[str, int | None]:
     """Change a machine's mode or slots through its link; return (delivery, config version)."""
     services = machine.services
+    if slots:
+        require_slot_changes(machine)
+    if services is not None and services.config is None and services.mode is not None:
+        # A link that sets the mode alone (the vend engine): it applies it at once.
+        if mode is not None:
+            await call_service(
+                hub, request, *services.mode, {"machine_id": machine.machine_id, "mode": mode}
+            )
+        return "applied", None
     if services is None or services.config is None:
         raise _unsupported(machine, "change its configuration")
     data: dict[str, Any] = {"machine_id": machine.machine_id}
@@ -249,9 +258,21 @@ async def change_config(
     return _delivery(await call_service(hub, request, *services.config, data))
 
 
+def require_slot_changes(machine: FleetMachine) -> None:
+    """409 when the machine's link has no service that changes its slots (saying what does)."""
+    services = machine.services
+    if services is None or services.config is None:
+        how = services.slots_instead if services is not None else None
+        raise _unsupported(
+            machine, "change its slots" + (f": {how}" if how else " (product, price, capacity)")
+        )
+
+
 def slot_changes(fleet: Fleet, machine: FleetMachine, code: str, changes: dict[str, Any]) -> str:
     """The machine's own spelling of slot ``code`` (404 when it has none and this cannot add
-    it); a capacity below the slot's par level brings the par down to it."""
+    it; 409 first when its link cannot change slots at all); a capacity below the slot's par
+    level brings the par down to it."""
+    require_slot_changes(machine)
     for key in ("price", "capacity"):
         if isinstance(changes.get(key), float):  # JSON Schema's integers include 150.0
             changes[key] = int(changes[key])
@@ -295,6 +316,40 @@ def _simulator_result(name: str, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def _restock(
+    hub: Hub,
+    request: web.Request,
+    machine: FleetMachine,
+    service: tuple[str, str],
+    code: str | None,
+    answer: dict[str, Any],
+) -> dict[str, Any]:
+    """The restock command through a link's restock service (the vend engine's): one slot,
+    or every slot, to its par level (its capacity when it has none), as the engine's own
+    restock and the uplink's restock command fill them."""
+    data: dict[str, Any] = {"machine_id": machine.machine_id}
+    if code is not None:
+        slot = Fleet(hub).slot(machine.machine_id, code)
+        level = None if slot is None else slot.par if slot.par is not None else slot.capacity
+        if slot is None or level is None:
+            return {**answer, "ok": False, "error": f"no slot {code!r}"}
+        data["slots"] = {slot.code: level}
+    try:
+        result = await call_service(hub, request, *service, data)
+    except ApiError as error:
+        if error.status != 400:
+            raise
+        return {**answer, "ok": False, "error": error.message}
+    slots = result.get("slots", {}) if isinstance(result, dict) else {}
+    answer["result"] = {
+        "slots": {
+            own: change["stock"] if isinstance(change, dict) else change
+            for own, change in slots.items()
+        }
+    }
+    return answer
+
+
 async def run_command(
     hub: Hub,
     request: web.Request,
@@ -311,10 +366,13 @@ async def run_command(
             data["timeout"] = timeout
         result: dict[str, Any] = await call_service(hub, request, *services.command, data)
         return result
-    if machine.link != LINK_SIMULATOR:
-        raise _unsupported(machine, "take commands")
-    # A virtual machine: the command becomes the simulator's service of the same name, and
-    # answers as a machine would (ok false with the reason when it cannot do it).
+    restock = services.restock if services is not None else None
+    if machine.link != LINK_SIMULATOR and (restock is None or name != protocol.COMMAND_RESTOCK):
+        raise _unsupported(
+            machine, "take commands" if restock is None else "take commands other than restock"
+        )
+    # A virtual machine, or the vend engine's restock: the command becomes a service call,
+    # and answers as a machine would (ok false with the reason when it cannot do it).
     try:
         valid = protocol.validate_command_args(name, args)
     except protocol.ProtocolError as error:
@@ -327,6 +385,8 @@ async def run_command(
         "result": None,
         "error": None,
     }
+    if restock is not None and machine.link != LINK_SIMULATOR:
+        return await _restock(hub, request, machine, restock, valid.get("slot"), answer)
     if name == protocol.COMMAND_PING:
         answer["result"] = {"simulated": True}
         return answer
@@ -356,7 +416,7 @@ class MachinesView(ApiView):
         summary="Every machine you may see, with its stock summary and open alarms.",
         description=(
             "Technicians get their assigned machines only. `link` is the integration that "
-            "connects the machine (mqtt, simulator)."
+            "connects the machine (mqtt, simulator; vending for the vend engine's own)."
         ),
         permission=Permission.read,
         query={
@@ -528,7 +588,8 @@ class CommandView(ApiView):
             "payment_method?), ping. The answer is the machine's cmd_result: `ok` false with "
             "`error` when the machine refused. 504 when an MQTT machine does not answer within "
             "`timeout` seconds (default: the link's command_timeout); it may still carry the "
-            "command out. Simulated machines answer at once."
+            "command out. Simulated machines answer at once; the vend engine's machines take "
+            "restock only (409 otherwise)."
         ),
         permission=Permission.operate_machines,
         query={"timeout": {"type": "number", "minimum": 0.1, "maximum": 300}},
@@ -558,10 +619,12 @@ class RestockView(ApiView):
     @operation(
         summary="Record that a slot (or every slot) was filled to capacity.",
         description=(
-            "The restock command: simulator.restock for a simulated machine, the machine's "
-            "`restock` command over MQTT otherwise (then 504 when it does not answer in time). "
-            "The answer is the command's result; the stock changes when the machine's "
-            "`restocked` event arrives."
+            "The restock command: simulator.restock for a simulated machine (to capacity), "
+            "vending.restock for a machine of the vend engine (to the slot's par level, its "
+            "capacity without one; the stock changes at once), the machine's `restock` command "
+            "over MQTT otherwise (then 504 when it does not answer in time). The answer is the "
+            "command's result; the stock of an MQTT machine changes when its `restocked` event "
+            "arrives."
         ),
         permission=Permission.operate_machines,
         query={"timeout": {"type": "number", "minimum": 0.1, "maximum": 300}},
@@ -598,7 +661,8 @@ class ModeView(ApiView):
         description=(
             "normal sells; service is for someone at the machine (no sales); out_of_order sells "
             "nothing; free_vend dispenses without payment. Goes out in the machine's config "
-            "(see `delivery`). Simulated machines show the mode but keep selling."
+            "(see `delivery`). Simulated machines show the mode but keep selling; the vend "
+            "engine's machines take it at once (vending.set_mode, `delivery` applied)."
         ),
         permission=Permission.operate_machines,
         body={
@@ -649,7 +713,8 @@ class SlotView(ApiView):
             "Only the fields given change. A slot code the machine does not have adds a slot "
             "when product, price and capacity are all given (201). The change goes out in the "
             "machine's config: the slot's state shows it at once and `delivery` says whether "
-            "the machine has it yet."
+            "the machine has it yet. 409 for the vend engine's machines (no service changes "
+            "their slots: edit the vending: block and reload it)."
         ),
         permission=Permission.manage_catalog,
         body=SLOT_CHANGES,
