@@ -9,12 +9,14 @@ Who may do what:
 - ``subscribe_events``, ``subscribe_states``, ``get_states``: ``Permission.read``. A
   technician receives only what belongs to their machines (``vendhub.http.scoping``); a
   filter naming another machine is answered ``not_found``.
-- ``call_service``: ``Permission.manage_hub`` calls any service (for now: services do not yet
-  declare a permission of their own). Without it, ``Permission.operate_machines`` calls a
-  service whose data names, in ``machine_id``, a machine within the caller's reach (a
-  technician: one of theirs), and only if the service's schema declares ``machine_id``, so the
-  key cannot be slipped into the data of a service that ignores it. Everyone else is refused.
+- ``call_service``: ``Permission.manage_hub`` calls any service. Without it, a caller may call
+  only the services of ``vendhub.http.service_permissions.SERVICE_RULES``, each with the
+  permission the REST API needs for the same change (a slot's price needs ``manage_catalog``;
+  a restock, a command or the mode ``operate_machines``) and, for a machine's service, a
+  ``machine_id`` within the caller's reach. Any other service is refused (so is a new one).
   The call runs with ``context_for(identity)``: the audit log and the service see the caller.
+  It may take up to ``settings.call_timeout``; a timeout inside the service is answered with
+  its own message.
 """
 
 from __future__ import annotations
@@ -25,14 +27,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from vendhub.auth.roles import Permission
 from vendhub.core.errors import InvalidServiceData, ServiceNotFound, VendHubError
 from vendhub.http.auth import context_for
 from vendhub.http.scoping import machine_of_state
+from vendhub.http.service_permissions import CALLER_PERMISSIONS, service_refusal
 from vendhub.http.websocket.broadcaster import EVENTS, STATES, Kind
 from vendhub.http.websocket.filters import MAX_PATTERNS, EntityFilter, FilterError
 from vendhub.http.websocket.messages import (
@@ -48,6 +49,7 @@ from vendhub.http.websocket.messages import (
     raw_result_message,
     result_message,
 )
+from vendhub.util.text import shorten
 
 if TYPE_CHECKING:
     from vendhub.auth.identity import Identity
@@ -100,7 +102,7 @@ def _describe(error: ValidationError) -> str:
         if deepest is not None:
             error = deepest
     path = "/".join(str(part) for part in error.absolute_path)
-    text = error.message if len(error.message) <= 200 else error.message[:200] + "…"
+    text = shorten(error.message, 200)
     return f"{path}: {text}" if path else text
 
 
@@ -230,34 +232,11 @@ def handle_get_states(
 # ---- services --------------------------------------------------------------------------------
 
 
-def _declares(schema: Any, key: str) -> bool:
-    """Whether a voluptuous schema (or validator chain) names ``key`` among its keys."""
-    if isinstance(schema, vol.Schema):
-        return _declares(schema.schema, key)
-    if isinstance(schema, dict):
-        return any((k.schema if isinstance(k, vol.Marker) else k) == key for k in schema)
-    if isinstance(schema, vol.All | vol.Any):
-        return any(_declares(validator, key) for validator in schema.validators)
-    return False
-
-
 def may_call(
     identity: Identity, connection: WebSocketConnection, domain: str, service: str, data: Any
 ) -> str | None:
     """Why ``identity`` may not call ``domain.service`` with ``data``, or None if it may."""
-    if identity.has(Permission.manage_hub):
-        return None
-    if not identity.has(Permission.operate_machines):
-        return "your role may not call services"
-    machine_id = data.get("machine_id")
-    if not isinstance(machine_id, str):
-        return "your role may call only services that act on one of your machines (machine_id)"
-    if not identity.sees_machine(machine_id):
-        return f"machine {machine_id!r} is not one of yours"
-    entry = connection.hub.services.async_services().get(domain, {}).get(service)
-    if entry is not None and not _declares(entry.schema, "machine_id"):
-        return f"{domain}.{service} does not act on one machine; your role may not call it"
-    return None
+    return service_refusal(identity, connection.hub, domain, service, data)
 
 
 def handle_call_service(
@@ -269,7 +248,8 @@ def handle_call_service(
     data = message.get("service_data") or {}
     if not connection.async_identity_valid():
         return None
-    if not identity.has(Permission.manage_hub) and not identity.has(Permission.operate_machines):
+    if not any(identity.has(permission) for permission in CALLER_PERMISSIONS):
+        # Before the lookup: a caller who may call nothing learns nothing of what exists.
         return _refuse(
             connection, msg_id, identity, domain, service, "your role may not call services"
         )
@@ -308,22 +288,24 @@ async def _async_call(
 ) -> None:
     context = context_for(identity)
     timeout = connection.settings.call_timeout
+    limit = asyncio.timeout(timeout)
     try:
-        response = await connection.hub.services.async_call(
-            domain, service, data, blocking=True, context=context, timeout=timeout
-        )
+        async with limit:
+            response = await connection.hub.services.async_call(
+                domain, service, data, blocking=True, context=context
+            )
     except ServiceNotFound as error:
         connection.async_send(error_message(msg_id, ERR_NOT_FOUND, str(error)))
     except InvalidServiceData as error:
         connection.async_send(error_message(msg_id, ERR_INVALID_SERVICE_DATA, error.problem))
     except TimeoutError as error:
-        connection.async_send(
-            error_message(
-                msg_id,
-                ERR_TIMEOUT,
-                str(error) or f"{domain}.{service} did not finish within {timeout:g} s",
-            )
-        )
+        # The connection's limit, or a wait inside the service (vending.select's own
+        # ``timeout``, a machine that does not answer a command) that ran out first.
+        if limit.expired():
+            problem = f"{domain}.{service} did not finish within {timeout:g} s"
+        else:
+            problem = str(error) or f"{domain}.{service} timed out"
+        connection.async_send(error_message(msg_id, ERR_TIMEOUT, problem))
     except asyncio.CancelledError:
         raise
     except VendHubError as error:
