@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json as json_text
 import logging
 from pathlib import Path
 
@@ -288,3 +289,110 @@ async def test_a_machine_added_while_the_hub_runs_can_sign_in(api: Api) -> None:
         "POST", "/api/auth/login", json={**body, "password": password}
     )
     assert status == 200 and grant["access_token"]
+
+
+LOGIN_MISTAKES = {
+    "machine grant without a password": (
+        {"grant_type": "machine", "machine_id": "demo_kiosk"},
+        "body: 'password' is a required property",
+    ),
+    "unknown grant type": (
+        {"grant_type": "foo"},
+        'body/grant_type: must be one of "password", "refresh_token", "machine"',
+    ),
+    "no grant type": (
+        {"username": "olga", "password": "x"},
+        "body: 'grant_type' is a required property",
+    ),
+    "machine id against the pattern": (
+        {"grant_type": "machine", "machine_id": "DEMO", "password": "x"},
+        "body/machine_id: must match ^[a-z0-9_]{1,64}$",
+    ),
+    "session not a boolean": (
+        {"grant_type": "password", "username": "owner", "password": "pw", "session": "yes"},
+        "body/session: must be of type boolean",
+    ),
+    "password over the limit": (
+        {"grant_type": "password", "username": "owner", "password": "p" * 100_000},
+        "body/password: must have at most 1024 characters",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", LOGIN_MISTAKES)
+async def test_a_login_error_names_what_is_wrong_with_the_grant_given(
+    api: Api, mistake: str
+) -> None:
+    body, problem = LOGIN_MISTAKES[mistake]
+    status, answer, _ = await api.call("POST", "/api/auth/login", json=body)
+    assert status == 400, answer
+    assert answer["error"]["message"] == f"invalid request body: {problem}"
+    assert answer["error"]["details"] == [problem]
+
+
+async def test_a_login_error_lists_every_problem_of_the_grant_given(api: Api) -> None:
+    body = {"grant_type": "password", "username": "", "password": "pw", "session": 1}
+    status, answer, _ = await api.call("POST", "/api/auth/login", json=body)
+    assert status == 400
+    assert answer["error"]["details"] == [
+        "body/session: must be of type boolean",
+        "body/username: must have at least 1 character",
+    ]
+
+
+LONG = "a" * 60_000
+"""Longer than any error should quote (the request line takes up to 64 KiB)."""
+SHOWN = "a" * 79 + "…"  # vendhub.util.text.shorten: 80 characters in all
+
+
+async def _refused_at_length(api: Api, method: str, path: str, json: object = None) -> str:
+    token = (await api.onboard())["access_token"]
+    status, answer, _ = await api.call(method, path, token=token, json=json)
+    assert 400 <= status < 500, answer
+    assert len(json_text.dumps(answer)) < 1000
+    return answer["error"]["message"]
+
+
+async def test_an_unexpected_body_property_is_quoted_short(api: Api) -> None:
+    message = await _refused_at_length(
+        api, "POST", "/api/auth/tokens", {"name": "ci", LONG: 1, "other": 2}
+    )
+    assert message == f"invalid request body: body: unexpected properties '{SHOWN}', 'other'"
+
+
+async def test_too_many_body_properties_do_not_echo_the_body(api: Api) -> None:
+    secret = "s3cret" * 100
+    body = {f"key{number}": secret for number in range(65)}
+    message = await _refused_at_length(api, "POST", "/api/machines/lobby_1/commands/ping", body)
+    assert message == "invalid request body: body: must have at most 64 properties"
+
+
+async def test_a_path_parameter_is_quoted_short(api: Api) -> None:
+    message = await _refused_at_length(api, "GET", f"/api/machines/{LONG.upper()}")
+    assert message == f"no such machine: '{SHOWN.upper()}'"
+
+
+async def test_an_unexpected_query_parameter_is_quoted_short(api: Api) -> None:
+    message = await _refused_at_length(api, "GET", f"/api/transactions?{LONG}=1")
+    assert message == f"invalid query parameters: query: unexpected parameter '{SHOWN}'"
+
+
+async def test_a_query_where_none_is_taken_is_named_short(api: Api) -> None:
+    message = await _refused_at_length(api, "GET", f"/api/auth/me?{LONG}=1&b=2")
+    assert message == f"unexpected query parameters: {SHOWN}, b"
+
+
+async def test_a_machine_token_does_not_read_the_api_description(api: Api) -> None:
+    owner = (await api.onboard())["access_token"]
+    _, password = await CredentialStore(api.hub).async_add_machine("lobby_1")
+    status, grant, _ = await api.call(
+        "POST",
+        "/api/auth/login",
+        json={"grant_type": "machine", "machine_id": "lobby_1", "password": password},
+    )
+    assert status == 200, grant
+    status, body, _ = await api.call("GET", "/api/openapi.json", token=grant["access_token"])
+    assert status == 403, body
+    assert body["error"]["message"] == "machine credentials cannot call this API"
+    status, document, _ = await api.call("GET", "/api/openapi.json", token=owner)
+    assert status == 200 and document["openapi"] == "3.1.0"

@@ -163,6 +163,22 @@ async def test_ledger_refuses_bad_filters(fleet_api: Api) -> None:
     assert "since" in body["error"]["message"] and "ISO 8601" in body["error"]["message"]
 
 
+async def test_payments_refuse_an_unknown_status_like_transactions_an_unknown_outcome(
+    fleet_api: Api,
+) -> None:
+    api = fleet_api
+    token = (await api.onboard())["access_token"]
+    status, body, _ = await api.call("GET", "/api/payments?status=bogus", token=token)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    message = body["error"]["message"]
+    assert message.startswith("invalid query parameters: query/status: must be one of ")
+    for known in ("authorized", "captured", "voided", "refunded", "failed"):
+        assert f'"{known}"' in message
+        status, body, _ = await api.call("GET", f"/api/payments?status={known}", token=token)
+        assert status == 200, (known, body)
+
+
 async def test_technicians_see_their_machines_ledger_only(fleet_api: Api) -> None:
     api = fleet_api
     owner = (await api.onboard())["access_token"]

@@ -9,6 +9,7 @@ router, the checks and the documentation, so they cannot drift apart.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,6 +22,7 @@ from vendhub.auth.identity import Identity
 from vendhub.auth.roles import Permission
 from vendhub.http.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from vendhub.http.keys import AUTH_PROBLEM_KEY, BODY_KEY, IDENTITY_KEY, PARAMS_KEY, QUERY_KEY
+from vendhub.util.text import shorten
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -105,6 +107,11 @@ class ApiView:
         return found
 
 
+def quoted(value: Any) -> str:
+    """``repr(value)`` for an error message, a long value cut short (``shorten``)."""
+    return repr(shorten(value)) if isinstance(value, str) else shorten(repr(value))
+
+
 def identity_of(request: web.Request) -> Identity:
     """The caller of an authenticated request."""
     identity: Identity | None = request.get(IDENTITY_KEY)
@@ -134,49 +141,161 @@ def require(request: web.Request, permission: Permission, machine_id: str | None
     if not identity.has(permission):
         raise forbidden(f"your role may not {permission.value.replace('_', ' ')}")
     if machine_id is not None and not identity.sees_machine(machine_id):
-        raise not_found(f"no machine {machine_id!r}")
+        raise not_found(f"no machine {quoted(machine_id)}")
 
 
 def require_machine(request: web.Request, machine_id: str) -> None:
     """Refuse (as not found) a machine outside the caller's reach."""
     if not identity_of(request).sees_machine(machine_id):
-        raise not_found(f"no machine {machine_id!r}")
+        raise not_found(f"no machine {quoted(machine_id)}")
 
 
-_SAFE_MESSAGES = frozenset({"required", "additionalProperties", "minProperties", "maxProperties"})
+def _unexpected(error: ValidationError, noun: tuple[str, str]) -> str:
+    """``additionalProperties: false``: the unexpected names, a few, each cut short."""
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    patterns = error.schema.get("patternProperties", {}) if isinstance(error.schema, dict) else {}
+    extras = sorted(
+        str(name)
+        for name in instance
+        if name not in known and not any(re.search(p, str(name)) for p in patterns)
+    )
+    if not extras:
+        return f"has unexpected {noun[1]}"
+    shown = ", ".join(quoted(name) for name in extras[:5])
+    more = f" and {len(extras) - 5} more" if len(extras) > 5 else ""
+    return f"unexpected {noun[0] if len(extras) == 1 else noun[1]} {shown}{more}"
 
 
-def _describe(error: ValidationError) -> str:
-    """What is wrong, without repeating the value (it may be a password)."""
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+_TEMPLATES: dict[str, Callable[[Any], str]] = {
+    "minLength": lambda n: f"must have at least {_count(n, 'character', 'characters')}",
+    "maxLength": lambda n: f"must have at most {_count(n, 'character', 'characters')}",
+    "minimum": lambda n: f"must be at least {n}",
+    "maximum": lambda n: f"must be at most {n}",
+    "exclusiveMinimum": lambda n: f"must be above {n}",
+    "exclusiveMaximum": lambda n: f"must be below {n}",
+    "minItems": lambda n: f"must have at least {_count(n, 'item', 'items')}",
+    "maxItems": lambda n: f"must have at most {_count(n, 'item', 'items')}",
+    "minProperties": lambda n: f"must have at least {_count(n, 'property', 'properties')}",
+    "maxProperties": lambda n: f"must have at most {_count(n, 'property', 'properties')}",
+    "pattern": lambda p: f"must match {p}",
+    "type": lambda t: f"must be of type {t}",
+    "enum": lambda values: f"must be one of {', '.join(map(json.dumps, values))}",
+    "const": lambda value: f"must be {json.dumps(value)}",
+    "format": lambda name: f"must be a valid {name}",
+}
+
+
+def _describe(error: ValidationError, noun: tuple[str, str] = ("property", "properties")) -> str:
+    """What is wrong, without repeating the value (it may be a password); ``noun``: what an
+    unexpected name is (a query's are parameters)."""
     rule, limit = error.validator, error.validator_value
-    if rule in _SAFE_MESSAGES:
-        return error.message
-    if rule == "oneOf" and error.context:
-        deepest = best_match(error.context)
-        return _describe(deepest) if deepest is not None else "matches none of the forms"
-    templates: dict[str, Callable[[Any], str]] = {
-        "minLength": lambda n: f"must have at least {n} characters",
-        "maxLength": lambda n: f"must have at most {n} characters",
-        "minimum": lambda n: f"must be at least {n}",
-        "maximum": lambda n: f"must be at most {n}",
-        "minItems": lambda n: f"must have at least {n} items",
-        "maxItems": lambda n: f"must have at most {n} items",
-        "pattern": lambda p: f"must match {p}",
-        "type": lambda t: f"must be of type {t}",
-        "enum": lambda values: f"must be one of {', '.join(map(json.dumps, values))}",
-        "const": lambda value: f"must be {json.dumps(value)}",
-        "format": lambda name: f"must be a valid {name}",
-    }
-    template = templates.get(str(rule))
+    if rule == "required":
+        return error.message  # names from the schema, not from the request
+    if rule == "additionalProperties":
+        return _unexpected(error, noun)
+    template = _TEMPLATES.get(str(rule))
     return template(limit) if template is not None else f"is invalid ({rule})"
+
+
+def _tags(branch: Any, name: str) -> list[Any]:
+    """The values of the required property ``name`` that select ``branch`` (its ``const`` or
+    ``enum``); none when ``name`` is not such a property."""
+    if not isinstance(branch, dict) or name not in branch.get("required", ()):
+        return []
+    rule = branch.get("properties", {}).get(name)
+    if not isinstance(rule, dict):
+        return []
+    if "const" in rule:
+        return [rule["const"]]
+    enum = rule.get("enum")
+    return list(enum) if isinstance(enum, list) else []
+
+
+def _discriminator(branches: Any) -> str | None:
+    """The property that tells the forms of a ``oneOf`` apart (login's ``grant_type``): one that
+    every form requires with a ``const`` or an ``enum``."""
+    if not isinstance(branches, list) or not branches:
+        return None
+    common: set[str] | None = None
+    for branch in branches:
+        if not isinstance(branch, dict) or not isinstance(branch.get("properties"), dict):
+            return None
+        names = {name for name in branch["properties"] if _tags(branch, name)}
+        common = names if common is None else common & names
+    return min(common) if common else None
+
+
+def _same(value: Any, tag: Any) -> bool:
+    """JSON equality (``true`` is not ``1``)."""
+    return value == tag and isinstance(value, bool) == isinstance(tag, bool)
+
+
+def _path_key(error: ValidationError) -> list[tuple[bool, Any]]:
+    """Errors in the order of where they are (indexes and names never compare)."""
+    return [(isinstance(part, str), part) for part in error.absolute_path]
+
+
+def _problems(error: ValidationError) -> list[ValidationError]:
+    """The errors that say what is wrong. A ``oneOf``/``anyOf`` gives way to the errors of the
+    form the value chose by its discriminator (``grant_type``: what is wrong with this grant;
+    an unknown one: the grants there are); without one, to the closest form's error."""
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return [error]
+    branches = error.validator_value
+    name = _discriminator(branches)
+    if name is not None and isinstance(error.instance, dict):
+        if name not in error.instance:
+            message = f"{name!r} is a required property"
+            return [ValidationError(message, validator="required", path=error.absolute_path)]
+        value = error.instance[name]
+        chosen = {
+            index
+            for index, branch in enumerate(branches)
+            if any(_same(value, tag) for tag in _tags(branch, name))
+        }
+        if not chosen:
+            allowed: list[Any] = []
+            for tag in (tag for branch in branches for tag in _tags(branch, name)):
+                if not any(_same(tag, known) for known in allowed):
+                    allowed.append(tag)
+            message = f"{name} must be one of {', '.join(map(json.dumps, allowed))}"
+            return [
+                ValidationError(
+                    message,
+                    validator="enum",
+                    validator_value=allowed,
+                    path=[*error.absolute_path, name],
+                )
+            ]
+        errors = [e for e in error.context if e.relative_schema_path[0] in chosen]
+        if len(chosen) == 1 and errors:
+            return [leaf for e in sorted(errors, key=_path_key) for leaf in _problems(e)]
+        if errors:
+            closest = best_match(errors)
+            return _problems(closest) if closest is not None else [error]
+    closest = best_match(error.context)
+    return _problems(closest) if closest is not None else [error]
 
 
 def _schema_errors(validator: Draft202012Validator, value: Any, where: str) -> list[str]:
     problems = []
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path)):
-        path = "/".join(str(p) for p in error.absolute_path)
-        problems.append(f"{where}{'/' + path if path else ''}: {_describe(error)}")
-    return problems[:20]
+    for error in sorted(validator.iter_errors(value), key=_path_key):
+        for problem in _problems(error):
+            path = "/".join(shorten(str(part)) for part in problem.absolute_path)
+            noun = (
+                ("parameter", "parameters")
+                if where == "query" and not path
+                else ("property", "properties")
+            )
+            problems.append(f"{where}{'/' + path if path else ''}: {_describe(problem, noun)}")
+            if len(problems) == 20:
+                return problems
+    return problems
 
 
 def _coerce_query(raw: dict[str, str], schema: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -226,7 +345,8 @@ def checked_handler(view: ApiView, method: str, spec: Operation) -> Handler:
         for name, validator in path_validators.items():
             value = request[PARAMS_KEY].get(name)
             if value is not None and not validator.is_valid(value):
-                raise not_found(f"no such {name.removesuffix('_id').replace('_', ' ')}: {value!r}")
+                what = name.removesuffix("_id").replace("_", " ")
+                raise not_found(f"no such {what}: {quoted(value)}")
         if len(request.query) != len(set(request.query.keys())):
             raise bad_request("a query parameter is given twice")
         query = _coerce_query(dict(request.query), spec.query)
@@ -235,7 +355,10 @@ def checked_handler(view: ApiView, method: str, spec: Operation) -> Handler:
             if problems:
                 raise bad_request(f"invalid query parameters: {problems[0]}", problems)
         elif query and not spec.websocket:
-            raise bad_request(f"unexpected query parameters: {', '.join(sorted(query))}")
+            names = sorted(query)
+            shown = ", ".join(shorten(name) for name in names[:10])
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            raise bad_request(f"unexpected query parameters: {shown}{more}")
         request[QUERY_KEY] = query
         if body_validator is not None:
             request[BODY_KEY] = await _read_body(request, body_validator)

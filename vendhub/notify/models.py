@@ -13,6 +13,7 @@ from vendhub.core.context import Context, new_context_id
 from vendhub.core.errors import VendHubError
 from vendhub.notify.const import SEVERITY_INFO, SEVERITY_PREFIX
 from vendhub.util.dt import utcnow
+from vendhub.util.text import shorten
 
 _SEQUENCE = itertools.count(1)
 
@@ -62,9 +63,7 @@ class Notification:
     def subject(self) -> str:
         """A one-line subject: the title, else the message's first line, with the severity."""
         first_line = next((line.strip() for line in self.message.splitlines() if line.strip()), "")
-        text = self.title or first_line or "VendHub notification"
-        if len(text) > 120:
-            text = text[:119] + "…"
+        text = shorten(self.title or first_line or "VendHub notification", 120)
         return f"{SEVERITY_PREFIX.get(self.severity, '')}{text}"
 
     @property

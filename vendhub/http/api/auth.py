@@ -111,8 +111,11 @@ class OnboardingView(ApiView):
 
 
 LOGIN_BODY: dict[str, Any] = {
+    # grant_type chooses the form; a body that fits none is told what is wrong with the form
+    # its grant_type names, or which grant types there are (view.py finds the discriminator).
     "oneOf": [
         {
+            "title": "password grant",
             "type": "object",
             "required": ["grant_type", "username", "password"],
             "additionalProperties": False,
@@ -127,6 +130,7 @@ LOGIN_BODY: dict[str, Any] = {
             },
         },
         {
+            "title": "refresh_token grant",
             "type": "object",
             "required": ["grant_type", "refresh_token"],
             "additionalProperties": False,
@@ -136,6 +140,7 @@ LOGIN_BODY: dict[str, Any] = {
             },
         },
         {
+            "title": "machine grant",
             "type": "object",
             "required": ["grant_type", "machine_id", "password"],
             "additionalProperties": False,

@@ -47,8 +47,8 @@ class OpenApiView(ApiView):
 
     @operation(
         summary="This API's OpenAPI 3.1 document.",
+        description="For users: a machine's token gets 403, as on the other user APIs.",
         responses={200: {"type": "object", "required": ["openapi", "paths"]}},
-        machines=True,
         tags=("health",),
     )
     async def get(self, request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from vendhub.http.api.schemas import MACHINE_ID
 from vendhub.http.errors import not_found
 from vendhub.http.view import ApiView, identity_of, operation, params, query, require_machine
 from vendhub.recorder import queries
+from vendhub.vending.payment import PaymentStatus
 
 
 def text(max_length: int, description: str) -> dict[str, Any]:
@@ -203,7 +204,10 @@ class PaymentsView(ApiView):
         query={
             "machine_id": MACHINE_ID,
             "method": text(16, "The payment method: cash, card, ..."),
-            "status": text(16, "authorized, captured, voided, refunded, failed, ..."),
+            "status": {
+                "enum": [str(status) for status in PaymentStatus],
+                "description": "Where the payment is: captured, refunded, voided, ...",
+            },
             "provider": text(32, "The payment provider ('machine' for the machine's own)."),
             **RANGE_QUERY,
             **PAGED_QUERY,

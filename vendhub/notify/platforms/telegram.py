@@ -11,6 +11,7 @@ from vendhub.config import validators as cv
 from vendhub.notify.http import async_request, is_retryable_status
 from vendhub.notify.models import DeliveryError, Notification
 from vendhub.notify.platform import NotifyPlatform, async_send_each
+from vendhub.util.text import shorten
 
 MAX_TEXT = 4096
 # Extras a notification's ``data`` may pass straight to sendMessage.
@@ -77,9 +78,7 @@ class TelegramPlatform(NotifyPlatform):
 
     def build_request(self, notification: Notification, chat_id: int | str) -> dict[str, Any]:
         """The sendMessage parameters for one chat."""
-        text = notification.text
-        if len(text) > MAX_TEXT:
-            text = text[: MAX_TEXT - 1] + "…"
+        text = shorten(notification.text, MAX_TEXT)
         request: dict[str, Any] = {"chat_id": chat_id, "text": text}
         if self.config.get("parse_mode"):
             request["parse_mode"] = self.config["parse_mode"]
