@@ -18,7 +18,13 @@ from vendhub.plugins import hookimpl
 from vendhub.recorder.recorder import RecorderNotRunning, get_recorder
 
 from .levels import DOMAIN, EVENT_CASH_LEVELS_REPORTED
-from .services import CashAccounting, CashSettings, register_services
+from .services import (
+    DEFAULT_MAX_AMOUNT,
+    MAX_STORABLE_AMOUNT,
+    CashAccounting,
+    CashSettings,
+    register_services,
+)
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -30,6 +36,14 @@ CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional("tolerance", default=0): cv.money_minor_units,
         vol.Optional("severity", default="critical"): vol.In(SEVERITIES),
+        vol.Optional("max_amount", default=DEFAULT_MAX_AMOUNT): vol.All(
+            cv.money_minor_units,
+            vol.Range(
+                min=1,
+                max=MAX_STORABLE_AMOUNT,
+                msg=f"expected 1 to {MAX_STORABLE_AMOUNT:,} minor units (the ledger's limit)",
+            ),
+        ),
         vol.Optional("machines", default=dict): {
             cv.string: {vol.Required("tolerance"): cv.money_minor_units}
         },
@@ -43,7 +57,8 @@ class CashSetupError(Exception):
 
 @hookimpl
 def vendhub_config_schema() -> vol.Schema:
-    """The ``cash:`` block: tolerance (minor units), alarm severity, per-machine tolerances."""
+    """The ``cash:`` block: tolerance and largest amount (minor units), alarm severity,
+    per-machine tolerances."""
     return CONFIG_SCHEMA
 
 
@@ -63,6 +78,7 @@ async def _async_setup(hub: Hub, config: dict[str, Any]) -> None:
     settings = CashSettings(
         tolerance=config["tolerance"],
         severity=config["severity"],
+        max_amount=config["max_amount"],
         machine_tolerance={
             str(machine_id): block["tolerance"] for machine_id, block in config["machines"].items()
         },

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
 from vendhub.config import validators as cv
+from vendhub.core.errors import InvalidServiceData
+from vendhub.machine.fleet import Fleet
 from vendhub.recorder.convert import context_id_to_bytes
 from vendhub.util.dt import utcnow
+from vendhub.util.text import shorten
 
 from .accounting import (
     MAX_COLLECTION_ID_CHARS,
@@ -33,6 +38,23 @@ _LOGGER = logging.getLogger(__name__)
 ALARM_CODE = "cash_discrepancy"
 EVENT_CASH_COLLECTION_RECORDED = "cash_collection_recorded"
 MACHINE_ID = vol.All(cv.string, vol.Length(min=1, max=64))
+
+DEFAULT_MAX_AMOUNT = 100_000_000
+"""The largest amount (minor units) a collection, a cash box or the coin tubes may hold unless
+``cash: max_amount`` says otherwise: 1,000,000.00 in a currency of cents."""
+MAX_STORABLE_AMOUNT = 2**31 - 1
+"""The ledger's amount columns are 32-bit on PostgreSQL and MariaDB."""
+FUTURE_ALLOWANCE = timedelta(minutes=5)
+"""How far ahead of the hub's clock ``collected_at`` may be (a handheld's clock drifts)."""
+MAX_AGE = timedelta(days=366)
+"""How long ago ``collected_at`` may be: a count entered more than a year after the
+collection is a mistyped date, and it cannot be checked against what the machine reported."""
+MAX_MACHINES_LISTED = 10
+
+
+class Refused(ValueError):
+    """Data that passes the schema but that the cash integration does not take; the message
+    names the field, the problem and the fix."""
 
 
 def _tubes(value: Any) -> dict[int, int]:
@@ -71,7 +93,10 @@ COLLECTIONS_SCHEMA = vol.Schema(
         vol.Optional("machine_id"): MACHINE_ID,
         vol.Optional("since"): cv.aware_datetime,
         vol.Optional("until"): cv.aware_datetime,
-        vol.Optional("limit", default=100): vol.All(int, vol.Range(min=1, max=1000)),
+        # cv.positive_int, not int: True is an int to isinstance, and was taken as 1.
+        vol.Optional("limit", default=100): vol.All(
+            cv.positive_int, vol.Range(max=1000, msg="expected a limit of 1 to 1000")
+        ),
     }
 )
 LEVELS_SCHEMA = vol.Schema(
@@ -92,6 +117,7 @@ class CashSettings:
     tolerance: int
     severity: str
     machine_tolerance: dict[str, int]
+    max_amount: int = DEFAULT_MAX_AMOUNT
 
     def tolerance_of(self, machine_id: str) -> int:
         return self.machine_tolerance.get(machine_id, self.tolerance)
@@ -106,13 +132,61 @@ class CashAccounting:
         self.settings = settings
         self.levels = CashLevels(hub)
 
+    # ---- checks of what a call or a level report says -------------------------------------
+
+    def machine_currency(self, machine_id: str) -> str:
+        """The currency of a machine the hub has (``Refused`` for one it does not have): its
+        ``machine.<id>`` entity's, else its cash box's, else the hub's."""
+        fleet = Fleet(self.hub)
+        machine = fleet.get(machine_id)
+        if machine is None:
+            raise Refused(_unknown_machine(machine_id, list(fleet.machines)))
+        _, box_currency = self.levels.box_level(machine_id)
+        return machine.currency or box_currency or self.hub.config.currency
+
+    def check_amount(self, name: str, amount: int) -> None:
+        """``Refused`` for an amount above ``max_amount`` (the schema refuses negative ones)."""
+        if amount > self.settings.max_amount:
+            raise Refused(
+                f"{name}: {shorten(f'{amount:,}')} minor units is more than the "
+                f"{self.settings.max_amount:,} that cash accounting takes; check the figure "
+                f"(a larger one needs cash: max_amount raised)"
+            )
+
+    def checked_levels(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A schema-valid level report with its currency filled in, or ``Refused``."""
+        machine_id = data["machine_id"]
+        currency = self.machine_currency(machine_id)
+        given = data.get("currency")
+        if given is not None and given != currency:
+            raise Refused(
+                f"currency: {machine_id} takes {currency}, not {given}; report its cash in "
+                f"{currency} (or leave currency out)"
+            )
+        tubes_value = sum(coin * count for coin, count in data["tubes"].items())
+        self.check_amount("tubes (the coins' value)", tubes_value)
+        if "cash_box" in data:
+            self.check_amount("cash_box", data["cash_box"])
+        return {**data, "currency": currency}
+
+    # ---- services ------------------------------------------------------------------------
+
     async def async_record(self, call: ServiceCall) -> dict[str, Any]:
         """Record a counted collection; a difference beyond the tolerance raises an alarm."""
         data = call.data
         machine_id = data["machine_id"]
+        try:
+            currency = self.machine_currency(machine_id)
+            if data.get("currency", currency) != currency:
+                raise Refused(
+                    f"currency: {machine_id} takes {currency}, not {data['currency']}; count "
+                    f"the collection in {currency} (or leave currency out)"
+                )
+            self.check_amount("counted", data["counted"])
+            collected_at = _collected_at(data.get("collected_at"))
+        except Refused as refused:
+            raise InvalidServiceData(DOMAIN, call.service, str(refused)) from None
         box_level, box_currency = self.levels.box_level(machine_id)
-        currency = data.get("currency") or box_currency or self.hub.config.currency
-        collected_at = data.get("collected_at") or utcnow()
         given = CollectionInput(
             machine_id=machine_id,
             collection_id=data.get("collection_id") or uuid.uuid4().hex,
@@ -174,19 +248,57 @@ class CashAccounting:
 
     def report_levels(self, call: ServiceCall) -> None:
         """Report a machine's coin tube levels (and cash box) as its cash provider counts them."""
-        data = dict(call.data)
-        data.setdefault("currency", self.hub.config.currency)
+        try:
+            data = self.checked_levels(dict(call.data))
+        except Refused as refused:
+            raise InvalidServiceData(DOMAIN, call.service, str(refused)) from None
         self.hub.bus.async_fire(EVENT_CASH_LEVELS_REPORTED, data, context=call.context)
 
     async def async_on_levels(self, event: Event) -> None:
         """A ``cash_levels_reported`` from a cash provider or ``cash.report_levels``."""
         try:
             data = LEVELS_SCHEMA(dict(event.data))
-        except vol.Invalid as error:
+            data = self.checked_levels(data)
+        except (vol.Invalid, Refused) as error:
             _LOGGER.warning("Ignored a cash_levels_reported that is not valid: %s", error)
             return
-        data.setdefault("currency", self.hub.config.currency)
         await self.levels.async_report(data, event.context)
+
+
+def _unknown_machine(machine_id: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(machine_id, known, n=1)
+    if close:
+        fix = f"did you mean {close[0]!r}?"
+    elif known:
+        names = sorted(known)
+        listed = ", ".join(names[:MAX_MACHINES_LISTED])
+        if len(names) > MAX_MACHINES_LISTED:
+            listed += f" and {len(names) - MAX_MACHINES_LISTED} more"
+        fix = f"give the id of one of its machines: {listed}"
+    else:
+        fix = "it has none yet: set up or adopt the machine first"
+    return f"machine_id: the hub has no machine {shorten(machine_id)!r} (no machine entity); {fix}"
+
+
+def _collected_at(given: datetime | None) -> datetime:
+    """``collected_at`` (default now), or ``Refused`` when it is in the future or too old."""
+    now = utcnow()
+    if given is None:
+        return now
+    shown = f"{shorten(given.isoformat())} is"
+    if given > now + FUTURE_ALLOWANCE:
+        raise Refused(
+            f"collected_at: {shown} in the future (the hub's clock says "
+            f"{now.isoformat(timespec='seconds')}); give the time the cash was collected, or "
+            f"leave collected_at out for now"
+        )
+    if given < now - MAX_AGE:
+        raise Refused(
+            f"collected_at: {shown} more than {MAX_AGE.days} days ago; give the time the cash "
+            f"was collected (a count is compared with what the machine reported since its "
+            f"last counted collection)"
+        )
+    return given
 
 
 def register_services(hub: Hub, accounting: CashAccounting) -> None:

@@ -17,22 +17,31 @@ from vendhub.core.hub import Hub
 from vendhub.recorder.models import CashCollection, EventLogEntry
 from vendhub.recorder.recorder import get_recorder
 
-MACHINE = "lobby_1"
+MACHINE = "lobby_1"  # simulated: its link keeps its cash box
+LOCAL_MACHINE = "kiosk_9"  # driven by this hub (vending): no cash box but a local provider's
+USD_MACHINE = "airport_2"  # a local machine that takes US dollars (the hub's currency is EUR)
 
 
-async def start_hub(config_dir: Path, db_url: str, tolerance: int = 20) -> Hub:
+async def start_hub(config_dir: Path, db_url: str, tolerance: int = 20, extra: str = "") -> Hub:
     (config_dir / "configuration.yaml").write_text(
         f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
-        f"alarm:\ncash:\n  tolerance: {tolerance}\n  severity: warning\n"
+        f"alarm:\ncash:\n  tolerance: {tolerance}\n  severity: warning\n{extra}"
         "simulator:\n  summary_interval: 0\n  tick: 3600\n  machines:\n"
         f"    - id: {MACHINE}\n      jam_rate: 0\n      failure_rate: 0\n"
         "      slots:\n        A1: {product: Cola, price: 150, capacity: 20}\n"
+        "vending:\n  machines:\n"
+        f"    {LOCAL_MACHINE}:\n"
+        "      planogram: {A1: {product: Gum, price: 80, capacity: 5}}\n"
+        "      dispenser: {platform: simulator, dispense_time: 0}\n"
+        f"    {USD_MACHINE}:\n      currency: USD\n"
+        "      planogram: {A1: {product: Gum, price: 80, capacity: 5}}\n"
+        "      dispenser: {platform: simulator, dispense_time: 0}\n"
     )
     prepared = await asyncio.to_thread(prepare, config_dir)
     assert prepared.issues == []
     hub, report = await async_start_hub(prepared)
     assert report.failed == {}
-    assert {"cash", "alarm", "recorder", "simulator"} <= set(report.loaded)
+    assert {"cash", "alarm", "recorder", "simulator", "vending"} <= set(report.loaded)
     return hub
 
 
@@ -180,7 +189,7 @@ async def test_a_local_cash_provider_reports_tubes_and_cash_box(
         hub.bus.async_fire(
             "cash_levels_reported",
             {
-                "machine_id": "kiosk_9",
+                "machine_id": LOCAL_MACHINE,
                 "currency": "EUR",
                 "tubes": {"10": 25, "50": 12},
                 "cash_box": 1200,
@@ -188,20 +197,20 @@ async def test_a_local_cash_provider_reports_tubes_and_cash_box(
             },
         )
         await hub.async_block_till_done()
-        tubes = hub.states.get("sensor.kiosk_9_coin_tubes")
+        tubes = hub.states.get(f"sensor.{LOCAL_MACHINE}_coin_tubes")
         assert tubes.state == "850"
         assert tubes.attributes["tubes"] == {"10": 25, "50": 12}
         assert tubes.attributes["coins"] == 37
-        assert hub.states.get("sensor.kiosk_9_cash_box").state == "1200"
+        assert hub.states.get(f"sensor.{LOCAL_MACHINE}_cash_box").state == "1200"
 
         await hub.services.async_call(
             "cash",
             "report_levels",
-            {"machine_id": "kiosk_9", "tubes": {"10": 20, "50": 12}, "cash_box": 1300},
+            {"machine_id": LOCAL_MACHINE, "tubes": {"10": 20, "50": 12}, "cash_box": 1300},
         )
         await hub.async_block_till_done()
-        assert hub.states.get("sensor.kiosk_9_coin_tubes").state == "800"
-        assert hub.states.get("sensor.kiosk_9_cash_box").state == "1300"
+        assert hub.states.get(f"sensor.{LOCAL_MACHINE}_coin_tubes").state == "800"
+        assert hub.states.get(f"sensor.{LOCAL_MACHINE}_cash_box").state == "1300"
 
         # The machine link keeps lobby_1's cash box: a local figure does not replace it.
         await sell_for_cash(hub, 1)
@@ -215,16 +224,16 @@ async def test_a_local_cash_provider_reports_tubes_and_cash_box(
         result = await hub.services.async_call(
             "cash",
             "record_collection",
-            {"machine_id": "kiosk_9", "counted": 1000, "collected_by": "route_2"},
+            {"machine_id": LOCAL_MACHINE, "counted": 1000, "collected_by": "route_2"},
         )
         assert (result["expected_source"], result["expected"]) == ("cash_box", 1300)
         await hub.async_block_till_done()
         (alarm,) = await active_alarms(hub)
-        assert (alarm["machine_id"], alarm["code"]) == ("kiosk_9", "cash_discrepancy")
+        assert (alarm["machine_id"], alarm["code"]) == (LOCAL_MACHINE, "cash_discrepancy")
 
         with pytest.raises(InvalidServiceData, match="whole number of coins"):
             await hub.services.async_call(
-                "cash", "report_levels", {"machine_id": "kiosk_9", "tubes": {"10": -1}}
+                "cash", "report_levels", {"machine_id": LOCAL_MACHINE, "tubes": {"10": -1}}
             )
     finally:
         await hub.async_stop()
