@@ -75,6 +75,7 @@ class LocalMachineEntity(MachineEntity):
         return True
 
     async def async_added_to_hub(self) -> None:
+        await super().async_added_to_hub()
         # Live sales first, then the journal: a sale made while the journal is read is in
         # one or both, and counted once either way (by session id).
         self.stop_counting()
@@ -189,10 +190,10 @@ def follow_engine(
             entity.set_plan(plan.product, engine.price_of(slot), plan.capacity, plan.fill_level)
             entity.async_write_state(context)
 
-    def on_mode(mode: MachineMode) -> None:
+    def on_mode(mode: MachineMode, context: Context | None) -> None:
         machine.set_mode(mode)
         if machine.entity_id is not None:
-            machine.async_write_state()
+            machine.async_write_state(context)
 
     # The machine entity follows the sales itself from when it comes into the hub
     # (``LocalMachineEntity.async_added_to_hub``); stopping the engine stops that too.

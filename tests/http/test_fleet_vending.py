@@ -166,6 +166,9 @@ async def test_the_mode_goes_through_vending_set_mode(fleet: FleetApi) -> None:
         ("service", "normal")
     ]
     assert changes[0].context.user_id == f"user:{fleet.user_ids['operator']}"
+    # The machine's state too: the history shows who changed the mode.
+    state = hub.states.get("machine.demo_kiosk")
+    assert state.context.user_id == f"user:{fleet.user_ids['operator']}"
     # And the engine acts on it: a machine in service sells nothing.
     with pytest.raises(VendRefused) as refused:
         await sell(fleet, "A1")

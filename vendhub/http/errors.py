@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from vendhub.util.text import shorten
+
 _LOGGER = logging.getLogger(__name__)
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -48,6 +50,11 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.message, self.details, self.headers)
 
 
+MAX_MESSAGE = 2_000
+"""Characters of an error message at most: a service's message that quotes a huge input whole
+(a 100,000-character machine id) is cut, not sent back."""
+
+
 def error_response(
     status: int,
     code: str,
@@ -55,7 +62,7 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": shorten(message, MAX_MESSAGE)}
     if details is not None:
         body["details"] = details
     return web.json_response({"error": body}, status=status, headers=headers)

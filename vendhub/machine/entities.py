@@ -7,15 +7,18 @@ its own integration's domain (the device identifiers are ``(domain, machine_id)`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from vendhub.core.timers import async_track_point_in_time
 from vendhub.helpers.entity import DeviceInfo, Entity
+from vendhub.util.dt import hub_time_zone
 
 if TYPE_CHECKING:
     from vendhub.core.context import Context
+    from vendhub.core.hub import Hub
 
 STATE_ONLINE = "online"
 STATE_OFFLINE = "offline"
@@ -110,6 +113,13 @@ class MachineEntityBase(Entity):
         self._attr_available = available
 
 
+def next_local_midnight(hub: Hub) -> datetime:
+    """The start of tomorrow in the hub's time zone."""
+    zone = hub_time_zone(hub)
+    tomorrow = datetime.now(zone).date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time.min, tzinfo=zone)
+
+
 class MachineEntity(MachineEntityBase):
     """``machine.<id>``: online or offline, with the day's sales and the machine's health."""
 
@@ -130,6 +140,31 @@ class MachineEntity(MachineEntityBase):
         # What the hub published and the machine confirmed; None where the link that owns
         # the machine does not publish configs (the in-process simulator).
         self.config: ConfigStatus | None = None
+        self._cancel_new_day: Callable[[], None] | None = None
+
+    async def async_added_to_hub(self) -> None:
+        self._schedule_new_day()
+        self.async_on_remove(self._stop_new_day)
+
+    def _schedule_new_day(self) -> None:
+        self._cancel_new_day = async_track_point_in_time(
+            self.hub, self._on_new_day, next_local_midnight(self.hub)
+        )
+
+    def _stop_new_day(self) -> None:
+        if self._cancel_new_day is not None:
+            self._cancel_new_day()
+            self._cancel_new_day = None
+
+    def _on_new_day(self, now: datetime) -> None:
+        """Local midnight: the day's sales start at 0, whether or not anything sells soon."""
+        today = now.astimezone(hub_time_zone(self.hub)).date()
+        if self.sales_date is not None and self.sales_date < today:
+            self.sales_date = today
+            self.sales_today = 0
+            self.revenue_today = 0
+            self.async_write_state()
+        self._schedule_new_day()
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:

@@ -92,7 +92,7 @@ _RELEASE_STARTS = 3
 Pricing = Callable[[str, str, int, datetime], int]
 """``pricing(slot, product, planned_price, moment)``: the price in force then."""
 StockListener = Callable[[str, int, Context | None], None]
-ModeListener = Callable[[MachineMode], None]
+ModeListener = Callable[[MachineMode, Context | None], None]
 PlanListener = Callable[[str, SlotPlan, Context | None], None]
 
 
@@ -458,7 +458,7 @@ class VendEngine:
         await self.journal.async_set_mode(self.machine_id, new.value, self.machine.mode.value)
         previous, self.mode = self.mode, new
         for listener in list(self._mode_listeners):
-            listener(new)
+            listener(new, context)
         self.hub.bus.async_fire(
             EVENT_VENDING_MODE_CHANGED,
             {"machine_id": self.machine_id, "mode": new.value, "previous": previous.value},

@@ -89,7 +89,7 @@ async def test_top_up_is_idempotent_and_bad_input_is_named(tmp_path: Path, db_ur
             await call(
                 hub, "top_up", token=NFC_UID, amount=100, currency="USD", source_id="till-18"
             )
-        with pytest.raises(InvalidServiceData, match="0 or more"):
+        with pytest.raises(InvalidServiceData, match="0 to 1,000,000,000, got -100"):
             await call(hub, "top_up", token=NFC_UID, amount=-100, source_id="till-19")
         with pytest.raises(InvalidServiceData, match="minor units"):
             await call(hub, "top_up", token=NFC_UID, amount=1.5, source_id="till-19")
