@@ -19,6 +19,8 @@ import copy
 import logging
 import time
 from datetime import datetime, timedelta
+from datetime import time as wall_time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -35,15 +37,17 @@ from vendhub.machine.entities import (
     ConfigStatus,
     LinkErrorsSensor,
     MachineEntities,
+    MachineEntity,
     MachineEntityBase,
     MachineInfo,
     SlotEntity,
     TemperatureSensor,
 )
 from vendhub.machine.link import Handled, MachineLink, Outcome
+from vendhub.recorder.queries import completed_vends
 from vendhub.recorder.recorder import DATA_RECORDER, RecorderNotRunning
 from vendhub.registry import device_registry
-from vendhub.util.dt import utcnow
+from vendhub.util.dt import hub_time_zone, utcnow
 from vendhub.util.heap import freeze_startup_heap
 from vendhub.vending.pricing import DATA_PRICING, EVENT_PRICE_LISTS_CHANGED, PriceBook
 
@@ -66,6 +70,7 @@ from .schema import BrokerSettings
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
+    from vendhub.recorder.recorder import Recorder
 
     from .embedded_broker import EmbeddedBroker
     from .http_transport import MachineHttpTransport
@@ -166,6 +171,7 @@ class MqttRuntime:
         self._alarmed: set[str] = set()  # machines with a config_not_confirmed alarm raised
         self._price_timer: Unsubscribe | None = None
         self._price_listener: Unsubscribe | None = None
+        self._sales_loads: set[asyncio.Task[None]] = set()  # reading today's sales
 
     # ---- set up and tear down ------------------------------------------------------------
 
@@ -176,6 +182,7 @@ class MqttRuntime:
         for record in self.directory.adopted():
             await self._async_add_machine(record, online=False)
             self._watch_confirmation(record)
+        self._load_sales_today(list(self.entities))
         self._price_listener = self.hub.bus.async_listen(
             EVENT_PRICE_LISTS_CHANGED, self._on_price_lists_changed
         )
@@ -213,6 +220,8 @@ class MqttRuntime:
         for cancel in self._overdue_timers.values():
             cancel()
         self._overdue_timers.clear()
+        for task in list(self._sales_loads):
+            task.cancel()
         self.acks.stop()
         self.commands.cancel_all()
         for machine_id in list(self.entities):
@@ -235,6 +244,59 @@ class MqttRuntime:
     def _recorder_behind(self) -> bool:
         recorder = self.hub.data.get(DATA_RECORDER)
         return recorder is not None and recorder.behind()
+
+    # ---- the day's sales -----------------------------------------------------------------
+
+    def _load_sales_today(self, machine_ids: list[str]) -> None:
+        """Count the local day's completed vends of ``machine_ids`` that the ledger holds, in
+        the background (the query runs in a worker thread); without a recorder the day's
+        sales count from the machines' start.
+
+        The machines' entities count live sales meanwhile: a sale in both (one that came in
+        while the ledger was read, or a machine's resend whose ack was lost before a restart)
+        is counted once, by its event id.
+        """
+        recorder: Recorder | None = self.hub.data.get(DATA_RECORDER)
+        if recorder is None or not machine_ids:
+            return
+        task = self.hub.async_create_task(
+            self._async_load_sales_today(recorder, machine_ids), name="mqtt sales today"
+        )
+        self._sales_loads.add(task)
+        task.add_done_callback(self._sales_loads.discard)
+
+    async def _async_load_sales_today(self, recorder: Recorder, machine_ids: list[str]) -> None:
+        zone = hub_time_zone(self.hub)
+        today = datetime.now(zone).date()
+        start = datetime.combine(today, wall_time.min, tzinfo=zone)
+        end = datetime.combine(today + timedelta(days=1), wall_time.min, tzinfo=zone)
+        try:
+            vends = await recorder.async_query(
+                partial(completed_vends, start=start, end=end, machine_ids=machine_ids)
+            )
+        except Exception as error:  # the database is out of reach, or the recorder stopped
+            _LOGGER.warning(
+                "Could not read today's sales of %d machines from the ledger; their "
+                "sales_today counts from their start (%s: %s)",
+                len(machine_ids),
+                type(error).__name__,
+                error,
+            )
+            return
+        counted: dict[str, MachineEntity] = {}
+        for vend in vends:
+            bundle = self.entities.get(vend.machine_id)
+            if bundle is None:
+                continue  # removed meanwhile
+            machine = bundle.machine
+            day = vend.time.astimezone(zone).date()
+            if machine.count_sale_once(vend.source_event_id, vend.price, day, vend.currency):
+                counted[vend.machine_id] = machine
+        for machine in counted.values():
+            machine.async_write_state()
+        _LOGGER.debug(
+            "Today's sales from the ledger: %d vends of %d machines", len(vends), len(counted)
+        )
 
     # ---- publishing ----------------------------------------------------------------------
 
@@ -534,6 +596,7 @@ class MqttRuntime:
         else:
             await self.directory.async_save()
         bundle = await self._async_add_machine(record, online=record.status == "online")
+        self._load_sales_today([machine_id])  # removed and adopted again the same day
         self._adopted_unsettled += 1
         if self._adopted_unsettled >= HEAP_SETTLE_MACHINES:
             if self._heap_settle is not None:

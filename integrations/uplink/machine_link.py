@@ -78,6 +78,8 @@ _PROTOCOL_VEND_EVENTS = {
 }
 """The hub's ledger events → the machine protocol's events of the same meaning."""
 PLAN_STORE_VERSION = 1
+PLAN_OWNER = "uplink"
+"""``VendEngine.plan_owner`` of a linked machine: its plan comes from the fleet hub."""
 
 
 def tls_context(tls: Mapping[str, Any] | None) -> ssl.SSLContext | bool:
@@ -138,6 +140,19 @@ class MachineUplink:
 
     async def async_start(self) -> None:
         """Listen for the machine's events, store the journal's backlog, start the link."""
+        # The fleet owns the slots' plan from now on: vending.set_slots refuses to change it.
+        self.engine.plan_owner = PLAN_OWNER
+        try:
+            await self._async_start()
+        except BaseException:
+            self._release_plan()
+            raise
+
+    def _release_plan(self) -> None:
+        if self.engine.plan_owner == PLAN_OWNER:
+            self.engine.plan_owner = None
+
+    async def _async_start(self) -> None:
         bus = self.hub.bus
         mine = self._is_mine
         self._unsubscribe = [
@@ -183,6 +198,7 @@ class MachineUplink:
                 await self._telemetry_task
             self._telemetry_task = None
         await self.agent.stop(timeout=AGENT_STOP_TIMEOUT)
+        self._release_plan()
 
     # ---- events to the fleet --------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from datetime import time as wall_time
 from typing import TYPE_CHECKING, Any
 
@@ -47,32 +47,10 @@ class LocalMachineEntity(MachineEntity):
         super().__init__(info, online=True)
         self.engine = engine
         self.mode = engine.mode.value
-        self._counted: set[str] = set()
-        """The session ids counted in ``sales_today`` (those of ``sales_date``)."""
         self._unsubscribe_sales: Callable[[], None] | None = None
 
     def set_mode(self, mode: MachineMode) -> None:
         self.mode = mode.value
-
-    def count_session(
-        self, session_id: str | None, price: int, currency: str | None, day: date
-    ) -> bool:
-        """Count a completed session of ``day`` (local date) once; whether it was counted.
-
-        Revenue is in the machine's currency: a session in another one (the configured
-        currency changed during the day) counts as a sale without revenue.
-        """
-        if self.sales_date is None or day > self.sales_date:
-            self._counted.clear()
-        elif day < self.sales_date:
-            return False  # a sale of an earlier day does not belong to today's figures
-        if session_id is not None:
-            if session_id in self._counted:
-                return False
-            self._counted.add(session_id)
-        same_currency = currency is None or currency == self.info.currency
-        self.count_sale(price if same_currency else 0, day)
-        return True
 
     async def async_added_to_hub(self) -> None:
         await super().async_added_to_hub()
@@ -105,11 +83,11 @@ class LocalMachineEntity(MachineEntity):
             return
         day = event.time_fired.astimezone(hub_time_zone(self.engine.hub)).date()
         session_id = data.get("session_id") or data.get("event_id")
-        if self.count_session(
+        if self.count_sale_once(
             None if session_id is None else str(session_id),
             int(data.get("price") or 0),
-            data.get("currency"),
             day,
+            data.get("currency"),
         ):
             self.async_write_state(event.context)
 
@@ -132,7 +110,7 @@ class LocalMachineEntity(MachineEntity):
             if day < today:
                 continue  # finished yesterday, written today (closed or resolved at start)
             price = 0 if session.free_vend else session.price.amount
-            self.count_session(session.id, price, session.price.currency, day)
+            self.count_sale_once(session.id, price, day, session.price.currency)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 A real hub started from a configuration folder: the vend engine's ``demo_kiosk`` (the
 ``simulator`` board, the ``instant`` test provider: not real money) beside a simulated
 machine ``lobby_1``, driven through the HTTP API by users of each role. The mode and the
-restock go through ``vending.set_mode`` and ``vending.restock``; no vending service changes a
-slot's plan, so slot and planogram changes answer 409 saying what does (the YAML block and
-``vendhub.reload``), and that way is followed here to see it work.
+restock go through ``vending.set_slots`` (the link's config service, as
+``simulator.set_config``) and ``vending.restock``; slot and planogram changes too, applied at
+once (their restart rule: tests/integrations/vending/test_set_slots.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from jsonschema import Draft202012Validator
 
 from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.events import Event
-from vendhub.http.api.machines import CommandView, MachineView, ModeView, RestockView
+from vendhub.http.api.catalog import PlanogramView
+from vendhub.http.api.machines import CommandView, MachineView, ModeView, RestockView, SlotView
 from vendhub.http.errors import ERROR_SCHEMA
 from vendhub.http.server import get_http
 from vendhub.vending.session import VendRefused
@@ -123,7 +124,7 @@ async def sell(fleet: FleetApi, code: str) -> dict[str, Any]:
     return session
 
 
-async def test_the_mode_goes_through_vending_set_mode(fleet: FleetApi) -> None:
+async def test_the_mode_goes_through_vending_set_slots(fleet: FleetApi) -> None:
     hub = fleet.hub
     status, machines = await fleet.call("GET", "/api/machines?link=vending", "viewer")
     assert [m["id"] for m in machines] == ["demo_kiosk"]
@@ -252,40 +253,86 @@ async def test_restock_goes_through_vending_restock(fleet: FleetApi) -> None:
     assert stock(fleet, "A1") == "4"
 
 
-async def test_slot_changes_answer_409_naming_the_way_that_works(fleet: FleetApi) -> None:
+async def test_slots_and_planograms_change_through_vending_set_slots(fleet: FleetApi) -> None:
     hub = fleet.hub
+    engine = hub.data["vending"].engine("demo_kiosk")
+    operator = f"user:{fleet.user_ids['operator']}"
+    # A technician of this machine operates it (its mode) but does not set its prices.
+    kiosk_technician = await fleet.api.add_user(
+        fleet.tokens["owner"], "kiosk_technician", "technician", machine_ids=["demo_kiosk"]
+    )
     for path, payload in (
         ("/api/machines/demo_kiosk/slots/A1", {"price": 200}),
-        ("/api/machines/demo_kiosk/slots/c9", {"product": "Tea", "price": 90, "capacity": 4}),
         ("/api/planograms/demo_kiosk", {"slots": {"A1": {"price": 200}}}),
-        ("/api/planograms/demo_kiosk", {"slots": {"Z9": {"price": 200}}}),
     ):
         status, body = await fleet.call("PUT", path, "viewer", payload)
         assert status == 403, (path, body)
-        status, body = await fleet.call("PUT", path, "operator", payload)
-        assert status == 409 and body["error"]["code"] == "not_supported", (path, body)
-        message = body["error"]["message"]
-        assert message.startswith(
-            "machine demo_kiosk is linked through vending, which cannot change its slots: "
-            "no vending service changes a slot's product, price, capacity or par"
-        ), message
-        assert "vending: block of configuration.yaml" in message and "vendhub.reload" in message
-        assert not list(Draft202012Validator(ERROR_SCHEMA).iter_errors(body))
-    # Nothing changed anywhere.
+        status, body, _ = await fleet.api.call("PUT", path, token=kiosk_technician, json=payload)
+        assert status == 403 and body["error"]["code"] == "forbidden", (path, body)
+    status, answer, _ = await fleet.api.call(
+        "PUT", "/api/machines/demo_kiosk/mode", token=kiosk_technician, json={"mode": "normal"}
+    )
+    assert (status, answer["delivery"]) == (200, "applied"), answer
     assert hub.states.get("slot.demo_kiosk_a1").attributes["price"] == 180
-    assert hub.states.get("slot.demo_kiosk_c9") is None
 
-    # The way the answer names: the YAML block, then vendhub.reload (the owner may call it).
-    await sell(fleet, "A1")
-    write_configuration(hub.config_dir, {**PLANOGRAM, "A1": {**PLANOGRAM["A1"], "price": 200}})
+    # An operator sets a price: applied at once, shown, charged at the next sale.
     status, answer = await fleet.call(
-        "POST", "/api/services/vendhub/reload", "owner", {"domains": ["vending"]}
+        "PUT", "/api/machines/demo_kiosk/slots/a1", "operator", {"price": 200}
     )
     assert status == 200, answer
-    assert answer["result"]["reloaded"] == ["vending"], answer
-    status, slot = await fleet.call("GET", "/api/machines/demo_kiosk/slots/A1", "viewer")
-    assert (slot["price"], slot["stock"]) == (200, 5), slot
+    check(SlotView, "put", 200, answer)
+    assert (answer["delivery"], answer["config_version"]) == ("applied", None)
+    assert (answer["slot"]["code"], answer["slot"]["price"], answer["slot"]["product"]) == (
+        "A1",
+        200,
+        "Cola",
+    )
+    state = hub.states.get("slot.demo_kiosk_a1")
+    assert state.attributes["price"] == 200 and state.context.user_id == operator
+    assert engine.machine.planogram["A1"].price == 200
     assert (await sell(fleet, "A1"))["price"] == 200
+
+    # Several slots at once; a smaller capacity cuts the stock and the par level.
+    status, answer = await fleet.call(
+        "PUT",
+        "/api/planograms/demo_kiosk",
+        "operator",
+        {"slots": {"A2": {"product": "Still water", "price": 130}, "B1": {"capacity": 2}}},
+    )
+    assert status == 200, answer
+    check(PlanogramView, "put", 200, answer)
+    assert (answer["delivery"], answer["config_version"]) == ("applied", None)
+    slots = {slot["code"]: slot for slot in answer["slots"]}
+    assert (slots["A1"]["price"], slots["A2"]["product"], slots["A2"]["price"]) == (
+        200,
+        "Still water",
+        130,
+    )
+    assert (slots["B1"]["capacity"], slots["B1"]["par"], slots["B1"]["stock"]) == (2, 2, 2)
+    assert (stock(fleet, "B1"), engine.stock["B1"]) == ("2", 2)
+
+    # The engine adds no slot (that is the YAML block's), and says so; nothing changes.
+    before = dict(engine.machine.planogram)
+    for path, payload in (
+        ("/api/machines/demo_kiosk/slots/c9", {"product": "Tea", "price": 90, "capacity": 4}),
+        (
+            "/api/planograms/demo_kiosk",
+            {
+                "slots": {
+                    "A1": {"price": 1},
+                    "Z9": {"product": "Tea", "price": 90, "capacity": 4},
+                }
+            },
+        ),
+    ):
+        status, body = await fleet.call("PUT", path, "operator", payload)
+        assert status == 400, (path, body)
+        assert not list(Draft202012Validator(ERROR_SCHEMA).iter_errors(body))
+        message = body["error"]["message"]
+        assert "has no slot" in message and "vending: block of configuration.yaml" in message
+    assert engine.machine.planogram == before
+    assert hub.states.get("slot.demo_kiosk_c9") is None
+    assert hub.states.get("slot.demo_kiosk_a1").attributes["price"] == 200
 
     # The simulated machine's slots still change through the API.
     status, answer = await fleet.call(

@@ -391,6 +391,20 @@ async def test_a_technician_drives_their_vend_engine_machine(
         service="set_mode",
         service_data={"machine_id": "cafe_1", "mode": "normal"},
     )
+    # The machine's config service: its mode is operating it, its prices are the catalog's.
+    await tech.ok(
+        type="call_service",
+        domain="vending",
+        service="set_slots",
+        service_data={"machine_id": "cafe_1", "mode": "normal"},
+    )
+    for data in (
+        {"machine_id": "cafe_1", "slots": {"A1": {"price": 1}}},
+        {"machine_id": "cafe_1", "mode": "normal", "slots": {"A1": {"product": "Gum"}}},
+    ):
+        answer = await call(tech, "vending", "set_slots", **data)
+        assert refused(answer, "your role may not manage catalog"), (data, answer)
+    assert api.hub.states.get("slot.cafe_1_a1").attributes["price"] == 150
     started = await tech.ok(
         type="call_service",
         domain="vending",
@@ -502,6 +516,8 @@ DEMO_DECISIONS: dict[str, str] = {
     "vending.select": "technician",
     "vending.session": "technician",
     "vending.set_mode": "technician",
+    "vending.set_slots mode": "technician",
+    "vending.set_slots slots": "operator",
     "vendhub.reload": "admin",
 }
 
@@ -537,7 +553,7 @@ async def test_every_service_of_the_demo_is_decided(
             for service in services:
                 name = f"{domain}.{service}"
                 data: dict[str, Any] = {"machine_id": "lobby_1", "code": "coin_jam"}
-                if service in ("set_config", "publish_config"):
+                if service in ("set_config", "publish_config", "set_slots"):
                     data = {"machine_id": "lobby_1"}
                     decided[f"{name} mode"] = least_role(hub, domain, service, {**data, **MODE})
                     decided[f"{name} slots"] = least_role(hub, domain, service, {**data, **PRICE})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -25,17 +24,16 @@ async def test_dependencies_set_up_first_independent_ones_concurrently(tmp_path:
     write_integration(tmp_path, "top", recording("top"), dependencies=["base"])
     write_config(tmp_path, "top:\nother:\n")
 
-    started = time.monotonic()
     hub, report = await _start(tmp_path)
-    elapsed = time.monotonic() - started
     order = hub.data["order"]
     await hub.async_stop()
 
     assert sorted(report.loaded) == ["base", "other", "top"]
     assert order.index("end base") < order.index("start top")
-    # base and other ran side by side: both started before either ended.
+    # base and other ran side by side: both started before either ended. (The order says
+    # it; a bound on the elapsed time said it too, and failed on a loaded machine.)
+    assert order.index("start base") < order.index("end other")
     assert order.index("start other") < order.index("end base")
-    assert elapsed < 0.39
 
 
 async def test_after_dependencies_order_only_when_loaded(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ permission of the REST resource that makes the same change, with what its data m
 - A machine's service needs its permission and, in ``machine_id``, a machine within the
   caller's reach (a technician: one of theirs); the service's schema must declare
   ``machine_id`` (so the key cannot be slipped into the data of a service that ignores it).
-- A machine's config (``simulator.set_config``, ``mqtt.publish_config``) needs
+- A machine's config (``simulator.set_config``, ``mqtt.publish_config``,
+  ``vending.set_slots``: each link's ``LinkServices.config``) needs
   ``operate_machines`` for its mode alone (``PUT /api/machines/{id}/mode``) and
   ``manage_catalog`` for anything else: slots, prices, products, capacities
   (``PUT /api/machines/{id}/slots/{code}``, ``PUT /api/planograms/{id}``).

@@ -135,6 +135,9 @@ class MachineEntity(MachineEntityBase):
         self.sales_today = 0
         self.revenue_today = 0
         self.sales_date: date | None = None
+        self._counted: set[str] = set()
+        """The ids (machine event ids, vend sessions) of the sales counted in ``sales_today``:
+        those of ``sales_date``."""
         self.health: dict[str, Any] = {}
         self.last_seen: datetime | None = None
         # What the hub published and the machine confirmed; None where the link that owns
@@ -160,9 +163,7 @@ class MachineEntity(MachineEntityBase):
         """Local midnight: the day's sales start at 0, whether or not anything sells soon."""
         today = now.astimezone(hub_time_zone(self.hub)).date()
         if self.sales_date is not None and self.sales_date < today:
-            self.sales_date = today
-            self.sales_today = 0
-            self.revenue_today = 0
+            self._start_day(today)
             self.async_write_state()
         self._schedule_new_day()
 
@@ -192,16 +193,43 @@ class MachineEntity(MachineEntityBase):
         """Record the machine's status (write the state afterwards)."""
         self._attr_state = STATE_ONLINE if online else STATE_OFFLINE
 
+    def _start_day(self, day: date) -> None:
+        self.sales_date = day
+        self.sales_today = 0
+        self.revenue_today = 0
+        self._counted.clear()
+
     def count_sale(self, price: int, day: date) -> None:
         """Add a completed sale of ``day`` (local date); a new day starts the count afresh."""
         if self.sales_date is None or day > self.sales_date:
-            self.sales_date = day
-            self.sales_today = 0
-            self.revenue_today = 0
+            self._start_day(day)
         elif day < self.sales_date:
             return  # a late sale of an earlier day does not belong to today's figures
         self.sales_today += 1
         self.revenue_today += price
+
+    def count_sale_once(
+        self, sale_id: str | None, price: int, day: date, currency: str | None = None
+    ) -> bool:
+        """Count a completed sale of ``day`` (local date) once; return whether it was counted.
+
+        ``sale_id`` is what identifies the sale wherever it is counted from (the machine's
+        event id, a vend session's id): a sale counted from the ledger or journal at start and
+        then received again (its ack was lost) is counted once. Revenue is in the machine's
+        currency: a sale in another one (the currency changed during the day) counts as a sale
+        without revenue.
+        """
+        if self.sales_date is not None and day < self.sales_date:
+            return False  # a sale of an earlier day does not belong to today's figures
+        if self.sales_date is None or day > self.sales_date:
+            self._start_day(day)
+        if sale_id is not None:
+            if sale_id in self._counted:
+                return False
+            self._counted.add(sale_id)
+        same_currency = currency is None or currency == self.info.currency
+        self.count_sale(price if same_currency else 0, day)
+        return True
 
 
 class SlotEntity(MachineEntityBase):

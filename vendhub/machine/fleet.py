@@ -45,13 +45,9 @@ class LinkServices:
     """Send a protocol command: ``machine_id``, ``name``, ``args``, ``timeout``."""
     remove: tuple[str, str] | None
     """Forget the machine: ``machine_id``."""
-    mode: tuple[str, str] | None = None
-    """Set the mode alone, for a link without ``config``: ``machine_id``, ``mode``."""
     restock: tuple[str, str] | None = None
     """The ``restock`` command, for a link without ``command``: ``machine_id`` and
     ``slots`` {code: items now in it} (none: every slot to its par level)."""
-    slots_instead: str | None = None
-    """For a link without ``config``: how a slot's plan changes instead (the 409's text)."""
 
 
 LINK_SERVICES: Final[dict[str, LinkServices]] = {
@@ -65,20 +61,13 @@ LINK_SERVICES: Final[dict[str, LinkServices]] = {
         command=None,  # the simulator has one service per command (see machines.py)
         remove=None,  # its machines are configured in YAML
     ),
-    # The vend engine's own machines (the ``vending:`` block). No vending service changes a
-    # slot's product, price, capacity or par while the hub runs (the engine can:
-    # ``VendEngine.async_apply_plan``, which only the uplink calls), so slots answer 409.
+    # The vend engine's own machines (the ``vending:`` block): vending.set_slots applies the
+    # mode and the existing slots' changes at once (it adds no slot: the YAML block does).
     LINK_VENDING: LinkServices(
-        config=None,
+        config=("vending", "set_slots"),
         command=None,  # restock only: a remote vend would dispense without a customer paying
         remove=None,  # its machines are configured in YAML
-        mode=("vending", "set_mode"),
         restock=("vending", "restock"),
-        slots_instead=(
-            "no vending service changes a slot's product, price, capacity or par; edit the "
-            "machine's planogram in the vending: block of configuration.yaml and reload it "
-            '(service vendhub.reload with {"domains": ["vending"]})'
-        ),
     ),
 }
 ADOPT_SERVICE: Final = ("mqtt", "adopt")

@@ -491,9 +491,11 @@ class MachineLink:
         entities.cash_box.async_write_state(effects)
 
         if completed:
+            # Keyed by event id: a sale the transport counted from the ledger at start, sent
+            # again because its ack was lost, is not counted twice.
             local_day = event["ts"].astimezone(self.tz).date()
-            entities.machine.count_sale(data["price"], local_day)
-            entities.machine.async_write_state(effects)
+            if entities.machine.count_sale_once(event["id"], data["price"], local_day):
+                entities.machine.async_write_state(effects)
 
         self.hub.bus.async_fire(
             EVENT_VEND_COMPLETED if completed else EVENT_VEND_FAILED,

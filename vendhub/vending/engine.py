@@ -193,6 +193,9 @@ class VendEngine:
         self._close_timeout = SharedTimeout(machine.timeouts.void)
         self.resolved_after_restart: list[VendSession] = []
         """Sessions that ``async_start`` found unfinished and resolved (for tests, logs)."""
+        self.plan_owner: str | None = None
+        """Who else owns the slots' plan (``"uplink"``: the fleet hub, set while the uplink
+        links the machine); ``vending.set_slots`` refuses then, so the two cannot disagree."""
 
     # ---- lifecycle ----------------------------------------------------------------------
 

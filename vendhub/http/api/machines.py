@@ -241,13 +241,6 @@ async def change_config(
     services = machine.services
     if slots:
         require_slot_changes(machine)
-    if services is not None and services.config is None and services.mode is not None:
-        # A link that sets the mode alone (the vend engine): it applies it at once.
-        if mode is not None:
-            await call_service(
-                hub, request, *services.mode, {"machine_id": machine.machine_id, "mode": mode}
-            )
-        return "applied", None
     if services is None or services.config is None:
         raise _unsupported(machine, "change its configuration")
     data: dict[str, Any] = {"machine_id": machine.machine_id}
@@ -259,13 +252,10 @@ async def change_config(
 
 
 def require_slot_changes(machine: FleetMachine) -> None:
-    """409 when the machine's link has no service that changes its slots (saying what does)."""
+    """409 when the machine's link has no service that changes its slots."""
     services = machine.services
     if services is None or services.config is None:
-        how = services.slots_instead if services is not None else None
-        raise _unsupported(
-            machine, "change its slots" + (f": {how}" if how else " (product, price, capacity)")
-        )
+        raise _unsupported(machine, "change its slots (product, price, capacity)")
 
 
 def slot_changes(fleet: Fleet, machine: FleetMachine, code: str, changes: dict[str, Any]) -> str:
@@ -662,7 +652,7 @@ class ModeView(ApiView):
             "normal sells; service is for someone at the machine (no sales); out_of_order sells "
             "nothing; free_vend dispenses without payment. Goes out in the machine's config "
             "(see `delivery`). Simulated machines show the mode but keep selling; the vend "
-            "engine's machines take it at once (vending.set_mode, `delivery` applied)."
+            "engine's machines take it at once (vending.set_slots, `delivery` applied)."
         ),
         permission=Permission.operate_machines,
         body={
@@ -713,8 +703,10 @@ class SlotView(ApiView):
             "Only the fields given change. A slot code the machine does not have adds a slot "
             "when product, price and capacity are all given (201). The change goes out in the "
             "machine's config: the slot's state shows it at once and `delivery` says whether "
-            "the machine has it yet. 409 for the vend engine's machines (no service changes "
-            "their slots: edit the vending: block and reload it)."
+            "the machine has it yet. The vend engine's machines apply it at once "
+            "(vending.set_slots, kept across restarts) and add no slot (400: slots are added "
+            "in the vending: block); one linked to a fleet hub (uplink) takes its plan from "
+            "there (400)."
         ),
         permission=Permission.manage_catalog,
         body=SLOT_CHANGES,
