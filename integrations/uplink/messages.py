@@ -41,13 +41,7 @@ def announce(engine: VendEngine, refrigerated: bool = False) -> dict[str, Any]:
         "refrigerated": refrigerated,
         "capabilities": sorted(method.value for method in engine.methods),
         "slots": {
-            code: {
-                "product": plan.product,
-                "price": plan.price,
-                "capacity": plan.capacity,
-                "par": plan.fill_level,
-                "stock": min(engine.stock.get(code, 0), plan.capacity),
-            }
+            code: {**plan.as_dict(), "stock": min(engine.stock.get(code, 0), plan.capacity)}
             for code, plan in planogram.items()
         },
     }

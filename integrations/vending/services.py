@@ -207,15 +207,7 @@ def register_services(hub: Hub, runtime: VendingRuntime) -> None:
         return {
             "machine_id": vend.machine_id,
             "mode": vend.mode.value,
-            "slots": {
-                code: {
-                    "product": plan.product,
-                    "price": plan.price,
-                    "capacity": plan.capacity,
-                    "par": plan.fill_level,
-                }
-                for code, plan in plans.items()
-            },
+            "slots": {code: plan.as_dict() for code, plan in plans.items()},
             "applied": True,
         }
 

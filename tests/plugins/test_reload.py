@@ -79,3 +79,61 @@ async def test_reloading_an_integration_that_is_not_loaded_is_refused(tmp_path: 
             await hub.services.async_call("vendhub", "reload", {"domains": ["second"]})
     finally:
         await hub.async_stop()
+
+
+ORDERED = """
+from vendhub.plugins import hookimpl
+
+@hookimpl
+def vendhub_config_schema():
+    return dict
+
+@hookimpl
+def vendhub_setup(hub, config):
+    hub.data.setdefault("order", []).append("setup {domain}")
+
+@hookimpl
+def vendhub_unload(hub):
+    hub.data.setdefault("order", []).append("unload {domain}")
+"""
+
+
+async def test_what_waits_for_a_reloaded_integration_is_reloaded_around_it(
+    tmp_path: Path,
+) -> None:
+    """The uplink holds the vending engines: reloading vending alone left it with stopped
+    ones. Whatever waits for a reloaded integration goes down before it and up after it."""
+    write_integration(tmp_path, "base", ORDERED.replace("{domain}", "base"))
+    write_integration(
+        tmp_path, "holder", ORDERED.replace("{domain}", "holder"), after_dependencies=["base"]
+    )
+    write_integration(
+        tmp_path, "outer", ORDERED.replace("{domain}", "outer"), dependencies=["holder"]
+    )
+    write_integration(tmp_path, "apart", ORDERED.replace("{domain}", "apart"))
+    write_config(tmp_path, "base:\n  a: 1\nholder:\nouter:\napart:\n")
+    prepared = await asyncio.to_thread(prepare, tmp_path)
+    assert prepared.issues == []
+    hub, _ = await async_start_hub(prepared)
+    try:
+        hub.data["order"].clear()
+        write_config(tmp_path, "base:\n  a: 2\nholder:\nouter:\napart:\n")
+        report = await hub.services.async_call("vendhub", "reload", {})
+        assert report["reloaded"] == ["base", "holder", "outer"]
+        assert report["unchanged"] == ["apart"]
+        assert hub.data["order"] == [
+            "unload outer",
+            "unload holder",
+            "unload base",
+            "setup base",
+            "setup holder",
+            "setup outer",
+        ]
+        # Limited to one domain: its dependents still follow it.
+        hub.data["order"].clear()
+        write_config(tmp_path, "base:\n  a: 3\nholder:\nouter:\napart:\n")
+        report = await hub.services.async_call("vendhub", "reload", {"domains": ["base"]})
+        assert report["reloaded"] == ["base", "holder", "outer"]
+        assert hub.data["order"][:3] == ["unload outer", "unload holder", "unload base"]
+    finally:
+        await hub.async_stop()

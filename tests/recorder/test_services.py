@@ -10,9 +10,21 @@ import pytest
 
 from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.errors import InvalidServiceData
+from vendhub.core.hub import Hub
 from vendhub.recorder.recorder import get_recorder
 
 _EARLY = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+async def _start_recorder_hub(tmp_path: Path, db_url: str) -> Hub:
+    """A hub with only the recorder, on ``db_url``."""
+    (tmp_path / "configuration.yaml").write_text(
+        f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
+    )
+    prepared = await asyncio.to_thread(prepare, tmp_path)
+    assert prepared.issues == []
+    hub, _report = await async_start_hub(prepared)
+    return hub
 
 
 async def test_services_answer_from_the_database(tmp_path: Path, db_url: str) -> None:
@@ -91,12 +103,7 @@ async def test_services_answer_from_the_database(tmp_path: Path, db_url: str) ->
 async def test_rejected_money_events_are_listed_with_their_reason(
     tmp_path: Path, db_url: str
 ) -> None:
-    (tmp_path / "configuration.yaml").write_text(
-        f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
-    )
-    prepared = await asyncio.to_thread(prepare, tmp_path)
-    assert prepared.issues == []
-    hub, _report = await async_start_hub(prepared)
+    hub = await _start_recorder_hub(tmp_path, db_url)
     try:
         recorder = get_recorder(hub)
         for number, machine_id in enumerate(("lobby_1", "lobby_2", "lobby_1"), start=1):
@@ -141,12 +148,7 @@ async def test_rejected_money_events_are_listed_with_their_reason(
 async def test_a_rejected_money_event_is_put_right_into_the_ledger(
     tmp_path: Path, db_url: str
 ) -> None:
-    (tmp_path / "configuration.yaml").write_text(
-        f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
-    )
-    prepared = await asyncio.to_thread(prepare, tmp_path)
-    assert prepared.issues == []
-    hub, _report = await async_start_hub(prepared)
+    hub = await _start_recorder_hub(tmp_path, db_url)
     try:
         recorder = get_recorder(hub)
         waiter = asyncio.ensure_future(recorder.async_wait_recorded("lobby_1", "bad-1", timeout=10))

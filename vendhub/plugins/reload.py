@@ -31,7 +31,8 @@ class ReloadReport:
 
 
 async def async_reload_configuration(hub: Hub, domains: list[str] | None = None) -> ReloadReport:
-    """Re-read configuration.yaml and reload the loaded integrations whose block changed.
+    """Re-read configuration.yaml and reload the loaded integrations whose block changed, and
+    the loaded ones that wait for them (they may hold what those made).
 
     ``domains`` limits the reload to those integrations. Every block is validated before
     anything is touched: one invalid block raises ConfigError (every issue with file and line)
@@ -63,16 +64,24 @@ async def async_reload_configuration(hub: Hub, domains: list[str] | None = None)
     if issues:
         raise ConfigError(issues)
     report = ReloadReport()
+    configs = manager.plan.configs
+    changed = {domain for domain, config in new_configs.items() if config != configs.get(domain)}
+    # What waits for a reloaded integration may hold its objects (the uplink holds the vending
+    # engines): it goes down before it and comes up after it, with its own configuration.
+    to_reload = changed | _loaded_dependents(manager, changed)
+    for domain in loaded:  # dependents first, as at stop
+        if domain in to_reload and manager.plan.waits_for.get(domain, set()) & to_reload:
+            await manager.async_unload(domain)
     # Dependencies first, as at start: the reverse of the unload order.
     for domain in reversed(loaded):
-        if domain not in new_configs:
-            continue
-        if new_configs[domain] == manager.plan.configs.get(domain):
+        if domain in to_reload:
+            config = new_configs.get(domain, configs.get(domain))
+            if await manager.async_reload(domain, config):
+                report.reloaded.append(domain)
+            else:
+                report.failed[domain] = manager.report.failed.get(domain, "setup failed")
+        elif domain in new_configs:
             report.unchanged.append(domain)
-        elif await manager.async_reload(domain, new_configs[domain]):
-            report.reloaded.append(domain)
-        else:
-            report.failed[domain] = manager.report.failed.get(domain, "setup failed")
     _LOGGER.info(
         "Reloaded configuration: reloaded %s; unchanged %s%s",
         ", ".join(report.reloaded) or "nothing",
@@ -80,3 +89,18 @@ async def async_reload_configuration(hub: Hub, domains: list[str] | None = None)
         f"; failed {report.failed}" if report.failed else "",
     )
     return report
+
+
+def _loaded_dependents(manager: IntegrationManager, reloaded: set[str]) -> set[str]:
+    """The loaded integrations that wait, directly or not, for one of ``reloaded`` (its
+    dependencies and after_dependencies), those themselves left out."""
+    loaded = set(manager.loaded_domains)
+    found: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for domain in loaded - reloaded - found:
+            if manager.plan.waits_for.get(domain, set()) & (reloaded | found):
+                found.add(domain)
+                grew = True
+    return found

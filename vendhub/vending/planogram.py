@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 SLOT_CODE = re.compile(r"[A-Za-z0-9]{1,8}")
 
@@ -46,6 +47,15 @@ class SlotPlan:
     @property
     def fill_level(self) -> int:
         return self.capacity if self.par is None else self.par
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as the machine protocol and the services give it (par: the fill level)."""
+        return {
+            "product": self.product,
+            "price": self.price,
+            "capacity": self.capacity,
+            "par": self.fill_level,
+        }
 
 
 Planogram = Mapping[str, SlotPlan]

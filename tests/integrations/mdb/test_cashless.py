@@ -220,7 +220,10 @@ async def test_authorization_first_mode(hub: Hub, serial_pair) -> None:
     ):
         progress = Progress()
         task = asyncio.create_task(provider.async_authorize(card_request(150), progress))
+        # The emulator notes IDLE as it sends it; the provider asks for the card once it
+        # has read it.
         await wait_until(lambda: ("adapter", "d,STATUS,IDLE") in emulator.transcript)
+        await wait_until(lambda: progress.steps)
         assert progress.steps == [{"step": "present_card"}]
         emulator.present_card()
         authorization = await task

@@ -18,6 +18,7 @@ from vendhub.recorder import engine as recorder_engine
 from vendhub.recorder.models import CashCollection, StockMovement, VendTransaction
 from vendhub.recorder.recorder import Recorder
 from vendhub_integrations.mqtt import runtime as runtime_module
+from vendhub_integrations.mqtt.runtime import MqttRuntime
 
 from .broker import TestMachine, vend_data
 from .conftest import (
@@ -61,13 +62,26 @@ def track_acks(machine: TestMachine, hub: Hub) -> list[tuple[str, str]]:
     return timeline
 
 
-async def test_a_sale_is_acked_only_after_the_recorder_committed_it(
-    hub: Hub, broker: Mosquitto, prefix: str, machines: MachineFactory, tmp_path: Path
-) -> None:
-    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
+async def recorded_machine(
+    hub: Hub,
+    broker: Mosquitto,
+    prefix: str,
+    machines: MachineFactory,
+    tmp_path: Path,
+    **recorder_options: Any,
+) -> tuple[Recorder, MqttRuntime, TestMachine]:
+    """A recorder committing every 0.1 s, the link, and machine lobby_1 adopted."""
+    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1, **recorder_options)
     runtime = await start_link(hub, link_config(broker, prefix))
     machine = await machines("lobby_1")
     await adopted_machine(hub, runtime, machine)
+    return recorder, runtime, machine
+
+
+async def test_a_sale_is_acked_only_after_the_recorder_committed_it(
+    hub: Hub, broker: Mosquitto, prefix: str, machines: MachineFactory, tmp_path: Path
+) -> None:
+    recorder, runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
     vends = record(hub, EVENT_VEND_COMPLETED)
     timeline = track_acks(machine, hub)
 
@@ -108,10 +122,7 @@ async def test_a_sale_is_acked_only_after_the_recorder_committed_it(
 async def test_the_same_sale_three_times_is_one_transaction_and_three_acks(
     hub: Hub, broker: Mosquitto, prefix: str, machines: MachineFactory, tmp_path: Path
 ) -> None:
-    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
-    runtime = await start_link(hub, link_config(broker, prefix))
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
+    recorder, runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
     vends = record(hub, EVENT_VEND_COMPLETED)
 
     data = vend_data(stock=7)
@@ -140,10 +151,7 @@ async def test_the_same_sale_three_times_is_one_transaction_and_three_acks(
 async def test_restock_and_cash_collection_are_ledger_events_too(
     hub: Hub, broker: Mosquitto, prefix: str, machines: MachineFactory, tmp_path: Path
 ) -> None:
-    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
-    runtime = await start_link(hub, link_config(broker, prefix))
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
+    recorder, _runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
     recorded = record(hub, EVENT_MONEY_RECORDED)
 
     restocked = await machine.event("restocked", {"slots": {"A1": 10, "A2": 8}})
@@ -192,10 +200,7 @@ async def test_a_sale_whose_ack_wait_expired_is_acked_only_once_recorded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(runtime_module, "ACK_WAIT_TIMEOUT", 0.5)
-    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
-    runtime = await start_link(hub, link_config(broker, prefix))
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
+    recorder, runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
     recorded = record(hub, EVENT_MONEY_RECORDED)
 
     blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
@@ -236,12 +241,9 @@ async def test_a_sale_the_recorder_lost_after_the_wait_expired_is_written_from_t
     # The database locked is the database away once a write has waited this long.
     monkeypatch.setattr(recorder_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
     # Room in memory for one money event while the database is away.
-    recorder = await start_recorder(
-        hub, tmp_path, commit_interval=0.1, max_backlog=1, retry_first_delay=0.1
+    recorder, runtime, machine = await recorded_machine(
+        hub, broker, prefix, machines, tmp_path, max_backlog=1, retry_first_delay=0.1
     )
-    runtime = await start_link(hub, link_config(broker, prefix))
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
 
     blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -280,10 +282,7 @@ async def test_a_sale_recorded_after_its_wait_expired_is_acked_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(runtime_module, "ACK_WAIT_TIMEOUT", 0.5)
-    recorder = await start_recorder(hub, tmp_path, commit_interval=0.1)
-    runtime = await start_link(hub, link_config(broker, prefix))
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
+    recorder, runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
 
     blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
