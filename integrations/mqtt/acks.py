@@ -10,9 +10,10 @@ sent as one message per machine.
 A wait can expire (the database was unreachable for longer than ``wait_timeout``). The
 expired event is still not acked: it is acked when the recorder commits it after all, and a
 copy the machine sends again hands the first copy's money event to the recorder again (the
-ledger's unique keys write it once), so a sale the recorder lost meanwhile (a restart of the
-writer's backlog, an overflow) is written from the copy, and the machine deletes it only once
-it is in the database.
+ledger's unique keys write it once), so a sale the recorder dropped meanwhile (its backlog
+overflowed while the database was away) is written from the copy, and the machine deletes it
+only once it is in the database. What this remembers is lost with a restart of the hub; the
+machine's copies are then handled as new events, and the ledger's keys still write each once.
 """
 
 from __future__ import annotations
