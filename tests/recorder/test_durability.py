@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from tests.plugins.conftest import write_integration
 from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.hub import Hub
+from vendhub.recorder import engine as recorder_engine
 from vendhub.recorder.engine import make_engine, normalize_db_url
 from vendhub.recorder.migrate import upgrade_database
 from vendhub.recorder.models import CashCollection, States, StockMovement, VendTransaction
@@ -319,3 +321,57 @@ async def test_a_database_from_a_newer_vendhub_fails_the_recorder_setup_only(
         assert "Upgrade VendHub" in report.failed["recorder"]
     finally:
         await hub.async_stop()
+
+
+async def test_a_locked_database_keeps_the_backlog_bounded_and_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database that takes connections but not writes (SQLite locked by another process):
+    the writer reconnects at every retry, and still bounds what it keeps; a money write that
+    loses the connection leaves the history waiting (it was written off as refused, through an
+    assertion on the missing connection)."""
+    monkeypatch.setattr(recorder_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    hub = Hub(tmp_path)
+    recorder = Recorder(
+        hub,
+        RecorderConfig(
+            db_url=f"sqlite:///{tmp_path / 'vendhub.db'}",
+            commit_interval=0.1,
+            max_backlog=3,
+            retry_first_delay=0.05,
+            retry_max_delay=0.05,
+        ),
+    )
+    await recorder.async_start()
+    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.ERROR):
+            for number in range(1, 6):
+                hub.states.async_set("sensor.m1_temperature", str(number))
+                hub.bus.async_fire(
+                    "vend_completed",
+                    {
+                        "machine_id": "m1",
+                        "slot": "A1",
+                        "price": 150,
+                        "currency": "EUR",
+                        "event_id": f"locked-{number}",
+                    },
+                )
+                await asyncio.sleep(0.05)
+            await _wait_until(lambda: recorder.stats.money_dropped >= 2)
+            await asyncio.sleep(0.5)  # several reconnects and failed writes
+        assert recorder.stats.backlog <= 2 * 3
+        assert "refused" not in caplog.text, caplog.text
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    await recorder.async_flush()
+    assert recorder.stats.money_written + recorder.stats.money_dropped == 5
+    assert recorder.stats.money_written == 3
+    # History is kept or dropped by the bound, oldest telemetry first, never lost unnoticed.
+    assert recorder.stats.states_written + recorder.stats.states_dropped == 5
+    assert recorder.stats.events_written + recorder.stats.events_dropped >= 5
+    await hub.async_stop()
+    await recorder.async_stop()

@@ -203,6 +203,8 @@ class RecorderWriter(threading.Thread):
             return
         if self._pending_money:
             self._write_money()
+            if self._connection is None:  # lost while writing: the history waits with it
+                return
         if (
             time.monotonic() >= self._next_commit
             or self._flush_waiters
@@ -323,6 +325,9 @@ class RecorderWriter(threading.Thread):
         self._close()
         self._forget_uncommitted_ids()
         self._connect_failed(error, first=False)
+        # Here too, not only while no connection could be made: a database that takes
+        # connections but not writes (locked) reconnects at every retry.
+        self._bound_backlog()
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
