@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tests.plugins.conftest import write_integration
+from tests.sqlite_lock import locked_sqlite
 from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.hub import Hub
 from vendhub.recorder import engine as recorder_engine
@@ -343,9 +343,7 @@ async def test_a_locked_database_keeps_the_backlog_bounded_and_the_history(
         ),
     )
     await recorder.async_start()
-    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_sqlite(tmp_path / "vendhub.db"):
         with caplog.at_level(logging.ERROR):
             for number in range(1, 6):
                 hub.states.async_set("sensor.m1_temperature", str(number))
@@ -364,9 +362,6 @@ async def test_a_locked_database_keeps_the_backlog_bounded_and_the_history(
             await asyncio.sleep(0.5)  # several reconnects and failed writes
         assert recorder.stats.backlog <= 2 * 3
         assert "refused" not in caplog.text, caplog.text
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
     await recorder.async_flush()
     assert recorder.stats.money_written + recorder.stats.money_dropped == 5
     assert recorder.stats.money_written == 3

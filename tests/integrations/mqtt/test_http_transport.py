@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from tests.sqlite_lock import locked_sqlite
 from vendhub.const import EVENT_MACHINE_CONNECTION, EVENT_MONEY_RECORDED
 from vendhub.core import Hub
 from vendhub.http.server import get_http
@@ -292,10 +292,8 @@ async def test_a_machine_over_the_websocket_from_announce_to_goodbye(
     await until(lambda: hub.states.is_state("sensor.lobby_1_temperature", "5.5"))
 
     # a sale: acked only after the recorder committed it, however often it comes
-    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
     recorded = record(hub, EVENT_MONEY_RECORDED)
-    try:
+    with locked_sqlite(tmp_path / "vendhub.db"):
         sale = await machine.event("vend_completed", vend_data(stock=7))
         await until(lambda: hub.states.is_state("slot.lobby_1_a1", "7"))
         status, answer = await http_hub.post_events(
@@ -306,9 +304,6 @@ async def test_a_machine_over_the_websocket_from_announce_to_goodbye(
         assert status == 202 and answer["pending"] == [sale] and answer["acked"] == []
         await asyncio.sleep(0.3)
         assert sale not in machine.acked() and not recorded
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
     await machine.wait_for(lambda: sale in machine.acked(), timeout=10)
     assert [e.data["event_id"] for e in recorded] == [sale]
     # and once more, over both: acked at once, still one ledger row

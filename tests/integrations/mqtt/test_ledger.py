@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.mosquitto import Mosquitto
+from tests.sqlite_lock import locked_sqlite
 from vendhub.const import EVENT_MONEY_RECORDED, EVENT_VEND_COMPLETED
 from vendhub.core import Event, Hub
 from vendhub.recorder import engine as recorder_engine
@@ -86,9 +86,7 @@ async def test_a_sale_is_acked_only_after_the_recorder_committed_it(
     timeline = track_acks(machine, hub)
 
     # Another process holds the database: nothing can be committed until it lets go.
-    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_sqlite(tmp_path / "vendhub.db"):
         vend_id = "b" * 32
         started = await machine.event("vend_started", vend_data(vend_id))
         completed = await machine.event("vend_completed", vend_data(vend_id, stock=7, cash_box=150))
@@ -101,9 +99,6 @@ async def test_a_sale_is_acked_only_after_the_recorder_committed_it(
         assert runtime.acks.is_waiting("lobby_1", completed)
         assert completed not in machine.acked()
         assert ("recorded", completed) not in timeline
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
 
     await machine.wait_acked(completed, timeout=10)
     await until(lambda: ("acked", completed) in timeline)
@@ -203,9 +198,7 @@ async def test_a_sale_whose_ack_wait_expired_is_acked_only_once_recorded(
     recorder, runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
     recorded = record(hub, EVENT_MONEY_RECORDED)
 
-    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_sqlite(tmp_path / "vendhub.db"):
         data = vend_data(stock=7)
         sale = await machine.event("vend_completed", data)
         await until(lambda: runtime.acks.stats.expired == 1, timeout=10)
@@ -216,9 +209,6 @@ async def test_a_sale_whose_ack_wait_expired_is_acked_only_once_recorded(
         assert sale not in machine.acked()
         assert runtime.acks.stats.rerecorded == 1
         assert runtime.acks.is_waiting("lobby_1", sale)
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
 
     await machine.wait_acked(sale, timeout=10)
     await recorder.async_flush()
@@ -245,9 +235,7 @@ async def test_a_sale_the_recorder_lost_after_the_wait_expired_is_written_from_t
         hub, broker, prefix, machines, tmp_path, max_backlog=1, retry_first_delay=0.1
     )
 
-    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_sqlite(tmp_path / "vendhub.db"):
         first_data, second_data = vend_data(stock=7), vend_data(stock=6)
         first = await machine.event("vend_completed", first_data)
         second = await machine.event("vend_completed", second_data)
@@ -258,9 +246,6 @@ async def test_a_sale_the_recorder_lost_after_the_wait_expired_is_written_from_t
         await until(lambda: recorder.stats.money_dropped == 2, timeout=10)  # now the second
         await asyncio.sleep(0.3)
         assert machine.acked() == []
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
 
     await machine.wait_acked(first, timeout=10)
     await asyncio.sleep(0.5)
@@ -284,15 +269,10 @@ async def test_a_sale_recorded_after_its_wait_expired_is_acked_then(
     monkeypatch.setattr(runtime_module, "ACK_WAIT_TIMEOUT", 0.5)
     recorder, runtime, machine = await recorded_machine(hub, broker, prefix, machines, tmp_path)
 
-    blocker = sqlite3.connect(tmp_path / "vendhub.db", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_sqlite(tmp_path / "vendhub.db"):
         sale = await machine.event("vend_completed", vend_data(stock=7))
         await until(lambda: runtime.acks.stats.expired == 1, timeout=10)
         assert not runtime.acks.is_waiting("lobby_1", sale)
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
 
     await machine.wait_acked(sale, timeout=10)  # no copy needed
     assert runtime.acks.stats.rerecorded == 0
