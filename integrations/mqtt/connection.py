@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+DISCONNECT_TIMEOUT = 3.0
+"""Seconds the connection has, at stop, to end once cancelled (it is cancelled twice at most)."""
+
 MessageHandler = Callable[[aiomqtt.Message], Awaitable[None]]
 ConnectHandler = Callable[[], Awaitable[None]]
 
@@ -69,6 +72,11 @@ def _read_disconnect_reason(client: aiomqtt.Client) -> None:
         ended.exception()
 
 
+async def _finished(task: asyncio.Task[None], timeout: float) -> bool:
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    return bool(done)
+
+
 class BrokerConnection:
     """Keeps one session with the broker alive; ``async_publish`` sends through it."""
 
@@ -91,6 +99,7 @@ class BrokerConnection:
         self._on_message = on_message
         self._on_connect = on_connect
         self._client: aiomqtt.Client | None = None
+        self._stopping = False
         # Resolved when the current connection ends, so publishes waiting for the broker's
         # confirmation give up at once instead of waiting for their timeout.
         self._session_ended: asyncio.Future[None] | None = None
@@ -111,6 +120,7 @@ class BrokerConnection:
     def start(self) -> None:
         """Start connecting in the background; returns at once."""
         if self._task is None:
+            self._stopping = False
             self._task = self.hub.async_create_background_task(
                 self._async_run(), name=f"mqtt connection {self.settings.address}"
             )
@@ -124,11 +134,32 @@ class BrokerConnection:
         return True
 
     async def async_stop(self) -> None:
-        """Disconnect cleanly (a DISCONNECT, so no last will) and stop reconnecting."""
+        """Disconnect cleanly (a DISCONNECT, so no last will) and stop reconnecting.
+
+        Bounded: Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as the
+        awaited answer does (aiomqtt waits for SUBACKs and PUBACKs with it), so the stop
+        cancels again after ``DISCONNECT_TIMEOUT`` seconds, and leaves the connection behind
+        after as many again rather than keep the hub from stopping.
+        """
         task, self._task = self._task, None
         if task is None:
             return
+        self._stopping = True
         task.cancel()
+        if not await _finished(task, DISCONNECT_TIMEOUT):
+            _LOGGER.warning(
+                "The MQTT connection to %s did not end within %.0f s of the hub's stop; "
+                "cancelling it again",
+                self.settings.address,
+                DISCONNECT_TIMEOUT,
+            )
+            task.cancel()
+            if not await _finished(task, DISCONNECT_TIMEOUT):
+                _LOGGER.error(
+                    "The MQTT connection to %s did not end when cancelled twice; left behind",
+                    self.settings.address,
+                )
+                return
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -185,6 +216,8 @@ class BrokerConnection:
                     self._client = client
                     self._session_ended = asyncio.get_running_loop().create_future()
                     await self._async_connected(client, attempt)
+                    if self._stopping:  # the stop's cancellation was lost on the way
+                        raise asyncio.CancelledError
                     attempt = 0
                     async for message in flow.messages():
                         await self._async_deliver(message)
@@ -230,6 +263,8 @@ class BrokerConnection:
                     _read_disconnect_reason(client)
                 if self._session_ended is not None and not self._session_ended.done():
                     self._session_ended.set_result(None)
+            if self._stopping:  # a lost cancellation, then the connection ended
+                return
             await asyncio.sleep(delay)
 
     async def _async_connected(self, client: aiomqtt.Client, attempt: int) -> None:
