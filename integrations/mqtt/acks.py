@@ -13,7 +13,8 @@ copy the machine sends again hands the first copy's money event to the recorder 
 ledger's unique keys write it once), so a sale the recorder dropped meanwhile (its backlog
 overflowed while the database was away) is written from the copy, and the machine deletes it
 only once it is in the database. What this remembers is lost with a restart of the hub; the
-machine's copies are then handled as new events, and the ledger's keys still write each once.
+runtime then asks the ledger about a machine's copies (``MqttRuntime._async_recorded_earlier``):
+one it holds is a duplicate, acked at once; the ledger's keys write any other once.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 
 from vendhub.automation.triggers.mqtt import EVENT_MQTT_MESSAGE_RECEIVED
+from vendhub.const import EVENT_STOCK_REFILLED
 from vendhub.core.context import Context
 from vendhub.core.errors import InvalidServiceData, VendHubError
 from vendhub.core.events import Event, Unsubscribe
@@ -44,6 +45,7 @@ from vendhub.machine.entities import (
     TemperatureSensor,
 )
 from vendhub.machine.link import Handled, MachineLink, Outcome
+from vendhub.recorder.ledger import has_money_event
 from vendhub.recorder.queries import completed_vends
 from vendhub.recorder.recorder import DATA_RECORDER, RecorderNotRunning
 from vendhub.registry import device_registry
@@ -172,6 +174,10 @@ class MqttRuntime:
         self._price_timer: Unsubscribe | None = None
         self._price_listener: Unsubscribe | None = None
         self._sales_loads: set[asyncio.Task[None]] = set()  # reading today's sales
+        # Machines whose copies of events acked before this start are past (see
+        # _async_recorded_earlier).
+        self._resends_past: set[str] = set()
+        self._resend_lookup_warned = False
 
     # ---- set up and tear down ------------------------------------------------------------
 
@@ -397,6 +403,8 @@ class MqttRuntime:
         elif kind == protocol.KIND_COMMAND_RESULT:
             self.commands.resolve(machine_id, decoded)
         elif kind == protocol.KIND_EVENT:
+            if await self._async_recorded_earlier(machine_id, decoded):
+                self.link.remember_event(machine_id, decoded["id"])  # then a duplicate
             self._on_event(machine_id, decoded)
         else:
             handled = self._apply(machine_id, kind, decoded)
@@ -415,6 +423,49 @@ class MqttRuntime:
                 sensor.seq_gaps = self.link.seq_gaps[machine_id]
                 sensor.async_write_state()
         return handled
+
+    async def _async_recorded_earlier(self, machine_id: str, event: dict[str, Any]) -> bool:
+        """True for a ledger event the ledger holds although the link has not seen it.
+
+        The link remembers event ids in memory only: a machine's copy of an event whose ack
+        was lost with the hub's restart would be applied again (the slot's stock taken down
+        twice, ``vend_completed`` fired twice), while the ledger's keys write it once. A
+        machine sends its outbox oldest first, so the ledger is asked until the first of
+        its ledger events that it does not hold; after that they are new.
+        """
+        if (
+            machine_id in self._resends_past
+            or event["event"] not in protocol.LEDGER_EVENTS
+            or self.link.seen_event(machine_id, event["id"])
+        ):
+            return False
+        recorder = self.hub.data.get(DATA_RECORDER)
+        if recorder is None:
+            return False
+        money_event = (
+            EVENT_STOCK_REFILLED if event["event"] == protocol.EVENT_RESTOCKED else event["event"]
+        )
+        try:
+            recorded = await recorder.async_query(
+                has_money_event, money_event, machine_id, event["id"]
+            )
+        except Exception as error:  # the database is out of reach, or the recorder stopped
+            self._resends_past.add(machine_id)  # not to wait on it for every event
+            if not self._resend_lookup_warned:
+                self._resend_lookup_warned = True
+                _LOGGER.warning(
+                    "Could not ask the ledger whether machine %s's event %s was recorded "
+                    "before the hub started (%s: %s); its events are handled as new, and "
+                    "one it sent again is recorded once but may change its entities twice",
+                    machine_id,
+                    event["id"],
+                    type(error).__name__,
+                    error,
+                )
+            return False
+        if not recorded:
+            self._resends_past.add(machine_id)
+        return bool(recorded)
 
     def _on_event(self, machine_id: str, event: dict[str, Any]) -> None:
         event_id = event["id"]

@@ -206,6 +206,12 @@ class MachineLink:
         recent = self._recent.get(machine_id)
         return recent is not None and event_id in recent
 
+    def remember_event(self, machine_id: str, event_id: str) -> None:
+        """Count ``event_id`` of ``machine_id`` as seen: a copy of it is then a duplicate."""
+        recent = self._recent.get(machine_id)
+        if recent is not None:
+            recent.add(event_id)
+
     # ---- messages ------------------------------------------------------------------------
 
     def handle(

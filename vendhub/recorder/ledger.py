@@ -185,23 +185,31 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
-    """Write one money event's rows; a duplicate (same machine and event id) writes nothing."""
-    data = event.data
-    machine_id = str(data["machine_id"])
-    event_id = str(data["event_id"])
-    record = MoneyRecord(event.event_type, machine_id, event_id, duplicate=True)
+def has_money_event(
+    connection: Connection | Session, event_type: str, machine_id: str, event_id: str
+) -> bool:
+    """True when the ledger holds the money event ``event_type`` (one of ``MONEY_EVENTS``)
+    that ``machine_id`` sent as ``event_id``."""
     table = (
         CashCollection
-        if event.event_type == EVENT_CASH_COLLECTED
-        else (StockMovement if event.event_type == EVENT_STOCK_REFILLED else VendTransaction)
+        if event_type == EVENT_CASH_COLLECTED
+        else (StockMovement if event_type == EVENT_STOCK_REFILLED else VendTransaction)
     )
     exists = connection.execute(
         select(table.id)
         .where(table.machine_id == machine_id, table.source_event_id == event_id)
         .limit(1)
     ).first()
-    if exists is not None:
+    return exists is not None
+
+
+def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
+    """Write one money event's rows; a duplicate (same machine and event id) writes nothing."""
+    data = event.data
+    machine_id = str(data["machine_id"])
+    event_id = str(data["event_id"])
+    record = MoneyRecord(event.event_type, machine_id, event_id, duplicate=True)
+    if has_money_event(connection, event.event_type, machine_id, event_id):
         return record
     record.duplicate = False
     ts = timestamp_of(data.get("ts"), event.time_fired)
