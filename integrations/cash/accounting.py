@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -105,6 +106,13 @@ def record_collection(session: Session, given: CollectionInput) -> CollectionRes
         .order_by(CashCollection.id.desc())
         .limit(1)
     ).first()
+    if last is not None and given.collected_ts < last.ts:
+        raise CashAccountingError(
+            f"collected_at: {_shown(given.collected_ts)} is before {given.machine_id}'s last "
+            f"counted collection {last.source_event_id.removeprefix(COUNTED_PREFIX)!r} "
+            f"({_shown(last.ts)}); a count is compared with what went in since the one before "
+            "it, so record collections in the order they were made"
+        )
     last_id = last.id if last is not None else 0
     reported = session.execute(
         select(CashCollection.source_event_id, CashCollection.amount, CashCollection.currency)
@@ -229,6 +237,10 @@ def _box_level_left(session: Session, machine_id: str, last: Any) -> int:
     ).scalar()
     level = json.loads(data).get("box_level") if data else None
     return int(level) if isinstance(level, int) else 0
+
+
+def _shown(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _cash_sales(session: Session, given: CollectionInput, since: float | None) -> int:

@@ -20,6 +20,7 @@ from vendhub.util.text import shorten
 
 from .accounting import (
     MAX_COLLECTION_ID_CHARS,
+    CashAccountingError,
     CollectionInput,
     collections,
     describe,
@@ -200,7 +201,10 @@ class CashAccounting:
         )
         # The machine's own cash_collected events are queued to the writer: commit them first.
         await self.recorder.async_flush()
-        result = await self.recorder.async_query(record_collection, given)
+        try:
+            result = await self.recorder.async_query(record_collection, given)
+        except CashAccountingError as refused:
+            raise InvalidServiceData(DOMAIN, call.service, str(refused)) from None
         answer = result.as_dict()
         if result.duplicate:
             return answer

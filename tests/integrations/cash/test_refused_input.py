@@ -181,6 +181,30 @@ async def test_a_collection_long_ago_is_refused(hub: Hub) -> None:
     await record(hub, counted=0, collected_at=(utcnow() - timedelta(days=1)).isoformat())
 
 
+async def test_a_collection_dated_before_the_last_counted_one_is_refused(hub: Hub) -> None:
+    yesterday = utcnow() - timedelta(days=1)
+    await record(hub, counted=0, collection_id="mon", collected_at=yesterday.isoformat())
+    watch = Watch(hub)
+    rows = await watch.rows()
+    earlier = (yesterday - timedelta(hours=3)).replace(microsecond=0)
+    problem = await refused_collected_at(hub, earlier.isoformat())
+    assert problem == (
+        f"collected_at: {earlier.isoformat()} is before {MACHINE}'s last counted collection "
+        f"'mon' ({yesterday.replace(microsecond=0).isoformat()}); a count is compared with "
+        "what went in since the one before it, so record collections in the order they were "
+        "made"
+    )
+    await hub.async_block_till_done()
+    assert await watch.rows() == rows
+    assert watch.raised == [] and watch.collections_recorded == []
+
+    # The same collection sent again answers what was recorded; a later one is taken.
+    again = await record(hub, counted=0, collection_id="mon", collected_at=earlier.isoformat())
+    assert again["collection_id"] == "mon" and again["duplicate"] is True
+    later = await record(hub, counted=0, collected_at=utcnow().isoformat())
+    assert later["duplicate"] is False
+
+
 async def test_an_absurd_amount_is_refused(hub: Hub) -> None:
     watch = Watch(hub)
     problem = await refused(
