@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from vendhub.core.errors import VendHubError
+from vendhub.util.tasks import async_cancel_and_wait
 
 from .const import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY
 from .inflow import Inflow
@@ -70,11 +71,6 @@ def _read_disconnect_reason(client: aiomqtt.Client) -> None:
     ended = getattr(client, "_disconnected", None)
     if isinstance(ended, asyncio.Future) and ended.done() and not ended.cancelled():
         ended.exception()
-
-
-async def _finished(task: asyncio.Task[None], timeout: float) -> bool:
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    return bool(done)
 
 
 class BrokerConnection:
@@ -136,32 +132,19 @@ class BrokerConnection:
     async def async_stop(self) -> None:
         """Disconnect cleanly (a DISCONNECT, so no last will) and stop reconnecting.
 
-        Bounded: Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as the
-        awaited answer does (aiomqtt waits for SUBACKs and PUBACKs with it), so the stop
-        cancels again after ``DISCONNECT_TIMEOUT`` seconds, and leaves the connection behind
-        after as many again rather than keep the hub from stopping.
+        Bounded: a cancellation can get lost (``vendhub.util.tasks``), so the stop cancels
+        again after ``DISCONNECT_TIMEOUT`` seconds, and leaves the connection behind after as
+        many again rather than keep the hub from stopping.
         """
         task, self._task = self._task, None
         if task is None:
             return
         self._stopping = True
-        task.cancel()
-        if not await _finished(task, DISCONNECT_TIMEOUT):
-            _LOGGER.warning(
-                "The MQTT connection to %s did not end within %.0f s of the hub's stop; "
-                "cancelling it again",
+        if not await async_cancel_and_wait(task, DISCONNECT_TIMEOUT):
+            _LOGGER.error(
+                "The MQTT connection to %s did not end when cancelled twice; left behind",
                 self.settings.address,
-                DISCONNECT_TIMEOUT,
             )
-            task.cancel()
-            if not await _finished(task, DISCONNECT_TIMEOUT):
-                _LOGGER.error(
-                    "The MQTT connection to %s did not end when cancelled twice; left behind",
-                    self.settings.address,
-                )
-                return
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     # ---- the loop ------------------------------------------------------------------------
 

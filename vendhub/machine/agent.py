@@ -71,6 +71,7 @@ from vendhub.machine.protocol import (
     STATUS_ONLINE,
     ProtocolError,
 )
+from vendhub.util.tasks import async_cancel_and_wait
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ SEQ_COUNTER = "seq"
 RESEND_BATCH = 200  # events published per round; a long backlog goes out in several rounds
 OPERATION_TIMEOUT = 10.0  # seconds to wait for a connack, suback or puback
 STOP_TIMEOUT = 5.0
+CANCEL_TIMEOUT = 2.0  # seconds a task has to end once cancelled, at stop (twice at most)
 _RESULT_MEMORY = 256  # correlation ids whose results are remembered to answer a repeat
 
 
@@ -258,10 +260,12 @@ class MachineAgent:
             except Exception:  # already logged by the loop
                 pass
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not await async_cancel_and_wait(task, CANCEL_TIMEOUT):
+                _LOGGER.error(
+                    "Machine %s: %s did not end when cancelled twice; left behind",
+                    self.machine_id,
+                    task.get_name(),
+                )
         self._tasks = []
         self._pending_at_close = self.outbox.count()
         self._closed = True

@@ -77,7 +77,6 @@ async def test_a_connection_that_ignores_every_cancellation_is_left_behind_in_bo
     elapsed = time.monotonic() - started
 
     assert elapsed < 3, f"the hub took {elapsed:.1f} s to stop"
-    assert "cancelling it again" in caplog.text
     assert "did not end when cancelled twice; left behind" in caplog.text
     # Let it go: it ends by itself, by the connection's own check, without reconnecting.
     release.set()
