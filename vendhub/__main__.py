@@ -498,21 +498,32 @@ def agent(config_dir: str, hub_url: str | None = None) -> int:
 def machine_credentials(args: argparse.Namespace) -> int:
     """``vendhub machine ...``: prints to stdout, never logs a password."""
     from vendhub.machine import credentials, mosquitto_files
+    from vendhub.machine.broker_address import read_last_listeners
 
     config_dir = Path(args.config)
     action = args.machine_command
     try:
         if action == "add":
             username, password = credentials.add_machine(config_dir, args.name, rotate=args.rotate)
+            embedded = read_last_listeners(config_dir)
+            if embedded is None:
+                where = "HUB_HOST:1883  (mqtts://...:8883 with TLS)"
+            else:
+                tls = f"; mqtts://...:{embedded.tls_port} with TLS" if embedded.tls_port else ""
+                where = (
+                    f"HUB_HOST:{embedded.port}  (where the hub's embedded broker listened at "
+                    f"its last start, {embedded.started}{tls})"
+                )
             print(
                 f"Credentials of machine {username} (shown only this once; put them on the "
                 "machine now):\n"
                 f"  username: {username}\n"
                 f"  password: {password}\n"
-                f"  broker:   mqtt://{username}:{password}@HUB_HOST:1883  "
-                "(mqtts://...:8883 with TLS)"
+                f"  broker:   mqtt://{username}:{password}@{where}"
             )
             _print_new_hub_user(config_dir, credentials.ensure_hub_user(config_dir))
+            if embedded is not None:
+                print("The embedded broker takes the new login within 5 s. With Mosquitto:")
             print(
                 "Then: vendhub machine mosquitto-files --out DIR, and reload Mosquitto "
                 "(kill -HUP <pid>)."

@@ -34,7 +34,10 @@ from typing import TYPE_CHECKING, Any, Final
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 
 from vendhub.core.errors import VendHubError
+from vendhub.helpers.storage import StorageError, Store
+from vendhub.machine.broker_address import STORAGE_KEY, STORAGE_VERSION, BrokerListeners
 from vendhub.machine.credentials import HUB_USERNAME
+from vendhub.util.dt import utcnow
 
 from .broker_plugins import (
     AUTH_PLUGIN,
@@ -250,6 +253,7 @@ class EmbeddedBroker:
         else:
             port = await self._async_free_default_port()
         await self._async_listen(port)
+        await self._async_remember_listeners(port)
         tls = (
             f", TLS on {settings.tls_host}:{settings.tls_port}"
             if settings.tls_port is not None
@@ -262,6 +266,17 @@ class EmbeddedBroker:
             port,
             tls,
         )
+
+    async def _async_remember_listeners(self, port: int) -> None:
+        """Keep the ports for ``vendhub machine add`` (``vendhub.machine.broker_address``)."""
+        listeners = BrokerListeners(
+            port, self.settings.tls_port, utcnow().isoformat(timespec="seconds")
+        )
+        store: Store[dict[str, Any]] = Store(self.hub, STORAGE_KEY, STORAGE_VERSION)
+        try:
+            await store.async_save(listeners.as_data())
+        except StorageError as error:  # the broker runs; only the command line's hint is old
+            _LOGGER.warning("Could not note the embedded MQTT broker's port: %s", error)
 
     async def _async_free_default_port(self) -> int:
         host = self.settings.host

@@ -24,6 +24,7 @@ import pytest
 
 from tests.mosquitto import Mosquitto
 from vendhub.__main__ import main
+from vendhub.const import STORAGE_DIR
 from vendhub.machine.credentials import (
     HUB_USERNAME,
     CredentialError,
@@ -170,6 +171,33 @@ def test_mosquitto_files_content_and_modes(tmp_path: Path) -> None:
 
 
 # ---- the command line ------------------------------------------------------------------
+
+
+def test_cli_gives_the_port_the_embedded_broker_last_listened_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config"
+    (config / STORAGE_DIR).mkdir(parents=True)
+    # As the mqtt integration keeps it when 1883 was taken and the broker moved to 1884.
+    (config / STORAGE_DIR / "mqtt.embedded_broker").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "minor_version": 1,
+                "key": "mqtt.embedded_broker",
+                "data": {"port": 1884, "tls_port": 8884, "started": "2026-12-06T18:00:00+00:00"},
+            }
+        )
+    )
+    assert main(["machine", "add", "lobby_1", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"@HUB_HOST:1884  \(where the hub's embedded broker listened at its last "
+        r"start, 2026-12-06T18:00:00\+00:00; mqtts://\.\.\.:8884 with TLS\)",
+        out,
+    )
+    assert ":1883" not in out
+    assert "The embedded broker takes the new login within 5 s" in out
 
 
 def test_cli_prints_the_password_once_and_never_logs_it(

@@ -38,6 +38,7 @@ from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.const import EVENT_VEND_COMPLETED
 from vendhub.core import Hub
 from vendhub.machine import protocol, simulate
+from vendhub.machine.broker_address import read_last_listeners
 from vendhub.machine.credentials import (
     HUB_USERNAME,
     Credentials,
@@ -393,6 +394,10 @@ async def test_a_taken_default_port_moves_the_broker_to_the_next_free_one(
     assert broker is not None and broker.port is not None
     assert taken_port < broker.port <= taken_port + embedded_module.FALLBACK_PORTS
     assert runtime.settings.port == broker.port and runtime.connection.connected
+    # Kept for 'vendhub machine add', which runs without the hub.
+    listeners = read_last_listeners(hub.config_dir)
+    assert listeners is not None
+    assert (listeners.port, listeners.tls_port) == (broker.port, None)
     # (the other warning is the link's "No recorder is set up")
     problems = [
         r for r in caplog.records if r.levelno >= logging.WARNING and "port" in r.getMessage()
