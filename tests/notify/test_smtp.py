@@ -242,3 +242,30 @@ async def test_server_down_is_retried_then_delivered(
         await hub.async_add_executor_job(controller.stop)
     assert sent[0].data["attempts"] == 2
     assert handler.messages[0].body() == "Machine offline\n"
+
+
+async def test_a_mail_server_that_is_not_there_is_named_once_at_start(
+    hub: Hub, start_notify: StartNotify, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()  # nothing listens on it
+    target = {**smtp_target(SmtpServer(MailHandler(), port)), "name": "route_driver"}
+    with caplog.at_level(logging.WARNING, logger="vendhub.notify"):
+        runtime = await start_notify({"targets": [target]})
+        await wait_until(lambda: "cannot be reached" in caplog.text)
+    [warning] = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert warning.startswith(
+        f"Notify target route_driver: smtp 127.0.0.1:{port} cannot be reached ("
+    )
+    assert warning.endswith(
+        "); notifications to it fail, and are kept as dead letters, until that is fixed (its "
+        "options in the notify: block)"
+    )
+    assert await runtime.dispatcher.targets["route_driver"].async_check() is not None
+
+
+async def test_a_mail_server_that_is_there_passes_the_check(
+    hub: Hub, start_notify: StartNotify, smtp_server: SmtpServer
+) -> None:
+    runtime = await start_notify({"targets": [smtp_target(smtp_server)]})
+    assert await runtime.dispatcher.targets["ops_email"].async_check() is None
+    assert smtp_server.handler.messages == []  # nothing was sent

@@ -86,6 +86,12 @@ class NotifyPlatform:
         """Deliver ``notification``; raise ``DeliveryError`` when that fails."""
         raise NotImplementedError
 
+    async def async_check(self) -> str | None:
+        """A problem that makes every delivery fail, found without sending anything (a server
+        that cannot be reached); None when none was found. Run once, in the background, when
+        the targets are built; a problem is logged as a warning."""
+        return None
+
     async def async_close(self) -> None:
         """Release what the instance holds; called when the integration unloads."""
 

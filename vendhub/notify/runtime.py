@@ -3,6 +3,7 @@ dispatcher; created by the integration's setup and closed by its unload."""
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 from collections.abc import Mapping
@@ -137,4 +138,29 @@ async def async_start_notify(
             or "none"
         ),
     )
+    hub.async_create_background_task(
+        _async_check_targets(targets, dispatcher), name="notify: check targets"
+    )
     return NotifyRuntime(dispatcher, session, defaults, broken)
+
+
+async def _async_check_targets(
+    targets: Mapping[str, NotifyPlatform], dispatcher: NotifyDispatcher
+) -> None:
+    """Say at start which targets cannot work (a mail server that is not there), once each."""
+
+    async def check(name: str, platform: NotifyPlatform) -> None:
+        try:
+            problem = await platform.async_check()
+        except Exception:
+            _LOGGER.exception("Checking notify target %s failed", name)
+            return
+        if problem is not None:
+            _LOGGER.warning(
+                "Notify target %s: %s; notifications to it fail, and are kept as dead letters, "
+                "until that is fixed (its options in the notify: block)",
+                name,
+                dispatcher.redact(problem),
+            )
+
+    await asyncio.gather(*(check(name, platform) for name, platform in targets.items()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -76,6 +78,20 @@ class SmtpPlatform(NotifyPlatform):
         if isinstance(html, str) and html:
             message.add_alternative(html, subtype="html")
         return message
+
+    async def async_check(self) -> str | None:
+        """The SMTP server must at least take a connection (nothing is sent)."""
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.config["host"], self.config["port"]), self.timeout
+            )
+        except (OSError, TimeoutError) as error:
+            reason = str(error) or type(error).__name__
+            return f"{self.describe()} cannot be reached ({reason})"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
 
     async def async_send(self, notification: Notification) -> None:
         config = self.config
