@@ -16,11 +16,14 @@ from vendhub.core.context import Context
 from vendhub.helpers.storage import Store
 from vendhub.util.dt import utcnow
 from vendhub.util.slug import slugify
+from vendhub.util.text import shorten
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
+MAX_MESSAGE_CHARS = 2_000
+"""An alarm's message is cut to this (it goes into the state, the log and every trace)."""
 
 EVENT_ALARM_ACKNOWLEDGED = "alarm_acknowledged"
 EVENT_ALARM_UPDATED = "alarm_updated"
@@ -52,17 +55,15 @@ class Alarm:
     cleared_at: str | None = None
     cleared_by: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    entity_id: str = ""
+    """Where the state of the active alarm lives: ``alarm.<machine>_<code>``, with ``_2``, ...
+    when another active alarm has that one already (machine ``lobby_1`` with code ``b2_x``
+    and machine ``lobby_1_b2`` with code ``x``); given when it is raised."""
 
     @property
     def key(self) -> tuple[str | None, str]:
         """Machine and code: while active, raising the same key again updates this alarm."""
         return (self.machine_id, self.code)
-
-    @property
-    def entity_id(self) -> str:
-        """The state of an active alarm lives at ``alarm.<machine>_<code>``."""
-        owner = self.machine_id or "hub"
-        return f"alarm.{slugify(f'{owner}_{self.code}')}"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -85,6 +86,9 @@ class AlarmManager:
         data = await self._store.async_load() or {}
         for raw in data.get("active", []):
             alarm = Alarm(**raw)
+            taken = {active.entity_id for active in self.active.values()}
+            if not alarm.entity_id or alarm.entity_id in taken:  # stored before it was kept
+                alarm = replace(alarm, entity_id=self._free_entity_id(alarm.machine_id, alarm.code))
             self.active[alarm.key] = alarm
             self._write_state(alarm)
         self.history.extend(Alarm(**raw) for raw in data.get("history", []))
@@ -118,6 +122,7 @@ class AlarmManager:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
         key = (machine_id, code)
         now = utcnow()
+        message = shorten(message, MAX_MESSAGE_CHARS)
         if threshold is not None and key not in self.active:
             count, within = threshold
             reports = self._reports.setdefault(key, deque())
@@ -152,6 +157,7 @@ class AlarmManager:
             raised_at=now.isoformat(),
             last_raised_at=now.isoformat(),
             data=dict(data or {}),
+            entity_id=self._free_entity_id(machine_id, code),
         )
         self.active[key] = alarm
         self._write_state(alarm, context)
@@ -160,6 +166,16 @@ class AlarmManager:
         log("Alarm raised (%s) on %s: %s [%s]", severity, machine_id or "the hub", message, code)
         self._save()
         return alarm
+
+    def _free_entity_id(self, machine_id: str | None, code: str) -> str:
+        owner = machine_id or "hub"
+        base = f"alarm.{slugify(f'{owner}_{code}')}"
+        taken = {alarm.entity_id for alarm in self.active.values()}
+        entity_id, number = base, 1
+        while entity_id in taken:
+            number += 1
+            entity_id = f"{base}_{number}"
+        return entity_id
 
     def find(
         self, alarm_id: str | None = None, *, machine_id: str | None = None, code: str | None = None

@@ -11,6 +11,7 @@ from vendhub.core.errors import InvalidServiceData
 from vendhub.core.events import Event
 from vendhub.core.hub import Hub
 from vendhub_integrations.alarm import vendhub_setup
+from vendhub_integrations.alarm.alarms import MAX_MESSAGE_CHARS
 
 
 async def start(tmp_path: Path) -> Hub:
@@ -115,4 +116,45 @@ async def test_active_alarms_survive_a_restart(tmp_path: Path) -> None:
     listed = await hub.services.async_call("alarm", "list", {})
     assert [(a["code"], a["machine_id"]) for a in listed["active"]] == [("door_open", "m1")]
     assert hub.states.get("alarm.m1_door_open").state == "raised"
+    await hub.async_stop()
+
+
+async def test_alarms_whose_names_make_the_same_entity_id_each_get_their_own(
+    tmp_path: Path,
+) -> None:
+    hub = await start(tmp_path)
+    first = await hub.services.async_call(
+        "alarm", "raise", {"code": "b2_x", "message": "first", "machine_id": "lobby_1"}
+    )
+    second = await hub.services.async_call(
+        "alarm", "raise", {"code": "x", "message": "second", "machine_id": "lobby_1_b2"}
+    )
+    assert (first["entity_id"], second["entity_id"]) == (
+        "alarm.lobby_1_b2_x",
+        "alarm.lobby_1_b2_x_2",
+    )
+    assert hub.states.get("alarm.lobby_1_b2_x").attributes["message"] == "first"
+    assert hub.states.get("alarm.lobby_1_b2_x_2").attributes["message"] == "second"
+
+    # Clearing one leaves the other's state; both keep theirs across a restart.
+    await hub.services.async_call("alarm", "clear", {"alarm_id": second["id"]})
+    assert hub.states.get("alarm.lobby_1_b2_x").attributes["message"] == "first"
+    third = await hub.services.async_call(
+        "alarm", "raise", {"code": "x", "message": "third", "machine_id": "lobby_1_b2"}
+    )
+    await hub.async_stop()
+    hub = await start(tmp_path)
+    assert hub.states.get("alarm.lobby_1_b2_x").attributes["alarm_id"] == first["id"]
+    assert hub.states.get(third["entity_id"]).attributes["alarm_id"] == third["id"]
+    assert third["entity_id"] != first["entity_id"]
+    await hub.async_stop()
+
+
+async def test_a_huge_alarm_message_is_cut(tmp_path: Path) -> None:
+    hub = await start(tmp_path)
+    alarm = await hub.services.async_call(
+        "alarm", "raise", {"code": "x", "message": "y" * 900_000, "machine_id": "lobby_1"}
+    )
+    assert len(alarm["message"]) == MAX_MESSAGE_CHARS and alarm["message"].endswith("…")
+    assert hub.states.get("alarm.lobby_1_x").attributes["message"] == alarm["message"]
     await hub.async_stop()
