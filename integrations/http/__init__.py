@@ -139,6 +139,8 @@ async def async_setup(hub: Hub, config: dict[str, Any]) -> bool:
 
 async def async_unload(hub: Hub) -> None:
     server: HttpServer | None = hub.data.pop(DATA_HTTP, None)
-    hub.data.pop(DATA_AUTH, None)
+    auth: AuthManager | None = hub.data.pop(DATA_AUTH, None)
+    if auth is not None:
+        auth.async_stop()
     if server is not None:
         await server.async_stop()

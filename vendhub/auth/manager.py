@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from vendhub.auth.identity import Identity, IdentityKind
@@ -24,11 +26,15 @@ from vendhub.auth.tokens import (
     verify_access_token,
 )
 from vendhub.auth.users import User, username_problem
+from vendhub.const import STORAGE_DIR
 from vendhub.core.errors import VendHubError
+from vendhub.core.timers import async_track_time_interval
 from vendhub.helpers.storage import Store
-from vendhub.machine.credentials import CredentialStore
+from vendhub.machine.credentials import STORAGE_KEY as CREDENTIALS_KEY
+from vendhub.machine.credentials import CredentialStore, verify_password
 
 if TYPE_CHECKING:
+    from vendhub.core.events import Unsubscribe
     from vendhub.core.hub import Hub
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +44,10 @@ STORAGE_KEY: Final = "auth"
 STORAGE_VERSION: Final = 1
 SAVE_DELAY: Final = 1.0
 DAY: Final = 86_400.0
+CREDENTIAL_CHECK_INTERVAL: Final = 5.0
+"""Seconds between looks at the machine credential store, once a machine has signed in: a
+machine whose credentials were removed or replaced loses its access tokens (as its MQTT
+login is cut off by the embedded broker)."""
 
 
 class AuthError(VendHubError):
@@ -113,6 +123,10 @@ class AuthManager:
         self._users: dict[str, User] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._machine_tokens: dict[str, TokenRecord] = {}
+        # token id -> the machine's password hash at sign-in: a new one revokes the token
+        self._machine_hashes: dict[str, str] = {}
+        self._credentials_stamp: tuple[int, int, int] | None = None
+        self._credentials_watch: Unsubscribe | None = None
         self._onboarding_lock = asyncio.Lock()
 
     # ---- persistence ---------------------------------------------------------------------
@@ -210,7 +224,10 @@ class AuthManager:
         if retry_after > 0:
             raise LoginLocked(retry_after)
         # Read the store each time: `vendhub machine add` changes it while the hub runs.
-        if not await CredentialStore(self.hub).async_check(machine_id, password):
+        stamp = self._credentials_file_stamp()
+        users = (await CredentialStore(self.hub).async_credentials()).users
+        encoded = users.get(machine_id)
+        if encoded is None or not verify_password(password, encoded):
             self.limiter.failed(key, address)
             _LOGGER.warning("Failed machine sign-in for %r from %s", machine_id[:64], address)
             raise AuthError("invalid_credentials", "invalid machine id or password")
@@ -223,6 +240,16 @@ class AuthManager:
         )
         self._prune_machine_tokens()
         self._machine_tokens[record.id] = record.used(time.time(), address)
+        self._machine_hashes[record.id] = encoded
+        self._revoke_replaced_machine_tokens(users)
+        self._credentials_stamp = stamp
+        if self._credentials_watch is None:
+            self._credentials_watch = async_track_time_interval(
+                self.hub,
+                self._async_check_machine_credentials,
+                timedelta(seconds=CREDENTIAL_CHECK_INTERVAL),
+                name="auth: machine credentials",
+            )
         access_token, expires_in = issue_access_token(record)
         return TokenGrant(access_token, expires_in)
 
@@ -230,6 +257,45 @@ class AuthManager:
         now = time.time()
         for token_id in [t for t, r in self._machine_tokens.items() if r.expired(now)]:
             del self._machine_tokens[token_id]
+            self._machine_hashes.pop(token_id, None)
+
+    def _credentials_file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            found = os.stat(self.hub.path(STORAGE_DIR, CREDENTIALS_KEY))
+        except OSError:
+            return None
+        return (found.st_mtime_ns, found.st_size, found.st_ino)
+
+    async def _async_check_machine_credentials(self, _now: datetime) -> None:
+        """Revoke the tokens of machines whose credentials changed ('vendhub machine remove',
+        'machine add --rotate', run while the hub runs)."""
+        stamp = self._credentials_file_stamp()
+        if stamp == self._credentials_stamp or not self._machine_tokens:
+            return
+        self._credentials_stamp = stamp
+        users = (await CredentialStore(self.hub).async_credentials()).users
+        self._revoke_replaced_machine_tokens(users)
+
+    def _revoke_replaced_machine_tokens(self, users: dict[str, str]) -> None:
+        revoked: set[str] = set()
+        for token_id, record in list(self._machine_tokens.items()):
+            machine_id = record.machine_id or ""
+            if users.get(machine_id) != self._machine_hashes.get(token_id):
+                del self._machine_tokens[token_id]
+                self._machine_hashes.pop(token_id, None)
+                revoked.add(machine_id)
+        for machine_id in sorted(revoked):
+            _LOGGER.warning(
+                "The credentials of machine %s were removed or replaced: its access tokens "
+                "are revoked",
+                machine_id,
+            )
+
+    def async_stop(self) -> None:
+        """Stop looking at the machine credential store."""
+        if self._credentials_watch is not None:
+            self._credentials_watch()
+            self._credentials_watch = None
 
     def _refresh_record(self, refresh_token: str) -> TokenRecord | None:
         parts = split_refresh_token(refresh_token)
