@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tests.notify.conftest import HttpReceiver, StartNotify, capture, wait_until
-from vendhub.automation.template import TemplateError
 from vendhub.core.errors import InvalidServiceData
 from vendhub.core.hub import Hub
 
@@ -164,6 +163,18 @@ async def test_escalation_fires_when_not_acknowledged(
     assert event["targets"] == {"manager": {"status": "sent", "attempts": 1}}
 
 
+async def test_an_escalation_reaches_a_target_that_had_the_message_already(
+    hub: Hub, start_notify: StartNotify, http_server: HttpReceiver
+) -> None:
+    await start_notify({"targets": hooks(http_server, "ops")})
+    escalated = capture(hub, "notify_escalated")
+    await send(hub, message="Fridge warm", target="ops", escalate={"after": 0.1, "target": "ops"})
+    await wait_until(lambda: bool(escalated))
+    assert escalated[0].data["targets"] == {"ops": {"status": "sent", "attempts": 1}}
+    bodies = [json.loads(request.body) for request in http_server.requests]
+    assert [body["escalated"] for body in bodies] == [False, True]
+
+
 async def test_escalation_is_cancelled_by_the_acknowledgement(
     hub: Hub, start_notify: StartNotify, http_server: HttpReceiver
 ) -> None:
@@ -292,11 +303,23 @@ async def test_template_error_names_the_template(
 ) -> None:
     await start_notify({"targets": hooks(http_server, "ops")})
 
-    with pytest.raises(TemplateError) as caught:
+    # The caller's mistake: refused as bad service data (HTTP 400), naming template and line.
+    with pytest.raises(InvalidServiceData) as caught:
         await send(hub, message="line one\n{{ states('x' }}")
 
-    assert caught.value.template_name == "notify.send message"
-    assert caught.value.line == 2
+    assert caught.value.problem.startswith("template 'notify.send message' line 2: ")
+    assert http_server.requests == []
+
+
+async def test_a_message_longer_than_a_template_may_render_is_refused(
+    hub: Hub, start_notify: StartNotify, http_server: HttpReceiver
+) -> None:
+    await start_notify({"targets": hooks(http_server, "ops")})
+    with pytest.raises(InvalidServiceData) as caught:
+        await send(hub, message="x" * 1_000_000)
+    assert "1,000,000 characters, more than the 262,144 a notification takes" in str(
+        caught.value.problem
+    )
     assert http_server.requests == []
 
 

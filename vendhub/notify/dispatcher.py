@@ -207,6 +207,8 @@ class NotifyDispatcher:
             context=context or Context(),
         )
         key = dedupe_key_of(dedupe_key, title, message)
+        if escalated:  # not the same as the message it escalates, which went out just before
+            key += "\x00escalated"
         results = await asyncio.gather(
             *(self._async_first_attempt(base, name, key) for name in names)
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import voluptuous as vol
 
+from vendhub.automation.template_helpers import MAX_OUTPUT_CHARS
 from vendhub.config import validators as cv
 from vendhub.config.nodes import NodeDict, NodeList
 from vendhub.notify.const import SEVERITIES, SEVERITY_INFO
@@ -208,6 +209,15 @@ def target_names(known: Iterable[str], broken: Mapping[str, str] | None = None) 
     return vol.All(cv.ensure_list, vol.Length(min=1), [cv.string], check)
 
 
+def _at_most_output_chars(text: str) -> str:
+    """As long as a template may render: a notification is for a person to read."""
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise vol.Invalid(
+            f"{len(text):,} characters, more than the {MAX_OUTPUT_CHARS:,} a notification takes"
+        )
+    return text
+
+
 def send_schema(
     known_targets: Iterable[str], broken_targets: Mapping[str, str] | None = None
 ) -> vol.Schema:
@@ -215,8 +225,8 @@ def send_schema(
     names = target_names(known_targets, broken_targets)
     return vol.Schema(
         {
-            vol.Required("message"): cv.string,
-            vol.Optional("title"): vol.Any(None, cv.string),
+            vol.Required("message"): vol.All(cv.string, _at_most_output_chars),
+            vol.Optional("title"): vol.Any(None, vol.All(cv.string, _at_most_output_chars)),
             vol.Optional("target"): names,
             vol.Optional("data", default=dict): vol.Any(None, dict),
             vol.Optional("severity", default=SEVERITY_INFO): cv.one_of(*SEVERITIES),

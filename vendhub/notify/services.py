@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from vendhub.automation.template import Template
+from vendhub.automation.template import Template, TemplateError
 from vendhub.core.errors import InvalidServiceData
 from vendhub.notify.const import (
     DOMAIN,
@@ -60,8 +60,11 @@ def register_services(hub: Hub, runtime: NotifyRuntime) -> None:
             "targets": targets,
             "dedupe_key": data.get("dedupe_key"),
         }
-        message = render_text(hub, data["message"], "notify.send message", variables) or ""
-        title = render_text(hub, data.get("title"), "notify.send title", variables)
+        try:
+            message = render_text(hub, data["message"], "notify.send message", variables) or ""
+            title = render_text(hub, data.get("title"), "notify.send title", variables)
+        except TemplateError as error:  # the caller's template: a bad request, not an outage
+            raise InvalidServiceData(DOMAIN, SERVICE_SEND, str(error)) from None
         return await dispatcher.async_send(
             message,
             targets,
