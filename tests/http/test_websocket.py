@@ -20,6 +20,7 @@ from vendhub.auth.manager import get_auth
 from vendhub.core.services import ServiceCall
 from vendhub.http.websocket import WebSocketSettings, websocket_manager
 from vendhub.machine.credentials import CredentialStore
+from vendhub.vending.session import VendOutcome, VendRefused
 
 from .conftest import OWNER, Api, start_api
 
@@ -401,6 +402,11 @@ def register_services(api: Api) -> list[ServiceCall]:
     )
     services.async_register("fleet", "reload", reload)
     services.async_register("fleet", "broken", broken, {vol.Optional("machine_id"): str})
+
+    def sold_out(call: ServiceCall) -> None:
+        raise VendRefused(VendOutcome.sold_out, "slot A1 of lobby_1 is sold out")
+
+    services.async_register("fleet", "sold_out", sold_out)
     return calls
 
 
@@ -433,6 +439,13 @@ async def test_call_service_runs_with_the_callers_context(api: Api, owner: str) 
     )
     answer = await client.call(type="call_service", domain="fleet", service="broken")
     assert answer["error"]["code"] == "service_error" and "on fire" in answer["error"]["message"]
+    # A refusal carries its code, as REST gives it, for a client to branch on.
+    answer = await client.call(type="call_service", domain="fleet", service="sold_out")
+    assert answer["error"] == {
+        "code": "service_error",
+        "message": "slot A1 of lobby_1 is sold out",
+        "details": {"outcome": "sold_out"},
+    }
     answer = await client.call(type="call_service", domain="Fleet!", service="reload")
     assert answer["error"]["code"] == "invalid_format"
     await client.close()

@@ -309,7 +309,9 @@ async def _async_call(
     except asyncio.CancelledError:
         raise
     except VendHubError as error:
-        connection.async_send(error_message(msg_id, ERR_SERVICE_ERROR, str(error)))
+        # A refusal's code (vending.select's outcome, say) as REST gives it in ``details``.
+        details = getattr(error, "details", None) or None
+        connection.async_send(error_message(msg_id, ERR_SERVICE_ERROR, str(error), details))
     except Exception as error:
         _LOGGER.warning(
             "Service %s.%s called over the WebSocket API by %s failed",
