@@ -20,7 +20,9 @@ from vendhub.config import validators as cv
 from vendhub.config.errors import ConfigError
 from vendhub.const import EVENT_AUTOMATION_RELOADED
 from vendhub.core.errors import InvalidServiceData
+from vendhub.helpers.storage import StorageError, Store
 from vendhub.plugins import hookimpl
+from vendhub.util.slug import slugify
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -31,15 +33,41 @@ DOMAIN = "automation"
 
 
 def _unique_ids(automations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every automation needs its own id, and its own entity: ids that slugify alike collide."""
     seen: dict[str, int] = {}
+    entities: dict[str, int] = {}
+    errors: list[vol.Invalid] = []
     for index, automation in enumerate(automations):
-        if automation["id"] in seen:
-            raise vol.Invalid(
-                f"automation id '{automation['id']}' is used twice (also by automation "
-                f"{seen[automation['id']]}); every automation needs its own id",
-                path=[index, "id"],
+        automation_id = automation["id"]
+        if automation_id in seen:
+            errors.append(
+                vol.Invalid(
+                    f"automation id '{automation_id}' is used twice (also by automation "
+                    f"{seen[automation_id]}); every automation needs its own id",
+                    path=[index, "id"],
+                )
             )
-        seen[automation["id"]] = index
+            continue
+        seen[automation_id] = index
+        object_id = slugify(automation_id)
+        if object_id in entities:
+            first = entities[object_id]
+            other = automations[first]["id"]
+            errors.append(
+                vol.Invalid(
+                    f"automation ids '{automation_id}' and '{other}' (automation {first}) both "
+                    f"become entity {DOMAIN}.{object_id} (an entity id keeps only a-z, 0-9 "
+                    "and _); give this automation an id that differs from the other in "
+                    "letters or digits",
+                    path=[index, "id"],
+                )
+            )
+            continue
+        entities[object_id] = index
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise vol.MultipleInvalid(errors)
     return automations
 
 
@@ -70,22 +98,54 @@ TRACES_SCHEMA = vol.Schema({vol.Required("id"): cv.string})
 class AutomationComponent:
     """Every configured automation, keyed by id; kept in ``hub.data['automation']``."""
 
+    SWITCHES_KEY = "automation.switches"
+    SWITCHES_VERSION = 1
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.traces = TraceStore(hub)
         self.automations: dict[str, Automation] = {}
+        # The on/off an operator (or the loop guard) last set, by automation id; it outlives
+        # reloads and restarts (``.storage/automation.switches``).
+        self.switches: dict[str, bool] = {}
+        self._switches_store: Store[dict[str, bool]] = Store(
+            hub, self.SWITCHES_KEY, self.SWITCHES_VERSION
+        )
 
     async def async_load(self, configs: list[Mapping[str, Any]]) -> None:
         """Start the automations of a validated configuration."""
         await self.traces.async_load()
+        try:
+            stored = await self._switches_store.async_load() or {}
+        except StorageError as error:
+            _LOGGER.error("Automations start as configured: %s", error)
+            stored = {}
+        self.switches = {
+            str(key): value for key, value in stored.items() if isinstance(value, bool)
+        }
         for config in configs:
             await self._async_add(config)
         _LOGGER.info("Loaded %d automations", len(self.automations))
 
+    def remember(self, automation_id: str, enabled: bool | None) -> None:
+        """Keep the on/off chosen for ``automation_id`` (None: forget it) and save it soon."""
+        if enabled is None:
+            if self.switches.pop(automation_id, None) is None:
+                return
+        elif self.switches.get(automation_id) is enabled:
+            return
+        else:
+            self.switches[automation_id] = enabled
+        try:
+            self._switches_store.async_delay_save(lambda: dict(self.switches), 1.0)
+        except StorageError as error:
+            _LOGGER.error("The on/off of automation %s is not kept: %s", automation_id, error)
+
     async def _async_add(self, config: Mapping[str, Any]) -> None:
         automation = Automation(self.hub, config, self.traces)
+        automation.on_switched = self.remember
         try:
-            await automation.async_setup()
+            await automation.async_setup(self.switches.get(automation.id))
         except Exception:
             _LOGGER.exception("Automation %s could not be set up; the others run", config["id"])
             return
@@ -101,6 +161,10 @@ class AutomationComponent:
             )
         return automation
 
+    def get_all(self, service: str, automation_ids: list[str]) -> list[Automation]:
+        """The automations ``automation_ids``; if one is unknown, an error and none of them."""
+        return [self.get(service, automation_id) for automation_id in automation_ids]
+
     async def async_reload(self) -> dict[str, list[str]]:
         """Re-read the YAML; only a valid file replaces the running automations."""
         tree = await self.hub.async_add_executor_job(load_configuration, self.hub.config_dir)
@@ -113,6 +177,7 @@ class AutomationComponent:
                 await automation.async_remove()
                 del self.automations[automation_id]
                 self.traces.forget(automation_id)
+                self.remember(automation_id, None)
                 report["removed"].append(automation_id)
             elif automation.config != new[automation_id]:
                 await automation.async_remove()
@@ -134,9 +199,13 @@ class AutomationComponent:
         return report
 
     async def async_stop(self) -> None:
-        """Stop every automation."""
+        """Stop every automation (their on/off as chosen is kept: written now)."""
         for automation in self.automations.values():
             await automation.async_disable()
+        try:
+            await self._switches_store.async_flush()
+        except Exception:
+            _LOGGER.exception("Could not save the on/off of the automations")
 
 
 @hookimpl
@@ -170,14 +239,16 @@ async def _async_setup(hub: Hub, configs: list[Mapping[str, Any]]) -> None:
         return run.as_dict()
 
     async def turn_on(call: ServiceCall) -> None:
-        """Enable automations."""
-        for automation_id in call.data["id"]:
-            await component.get(call.service, automation_id).async_enable()
+        """Enable automations (all ids are checked first: one unknown id changes nothing)."""
+        for automation in component.get_all(call.service, call.data["id"]):
+            await automation.async_enable()
+            component.remember(automation.id, True)
 
     async def turn_off(call: ServiceCall) -> None:
-        """Disable automations and stop their runs."""
-        for automation_id in call.data["id"]:
-            await component.get(call.service, automation_id).async_disable()
+        """Disable automations and stop their runs (one unknown id changes nothing)."""
+        for automation in component.get_all(call.service, call.data["id"]):
+            await automation.async_disable()
+            component.remember(automation.id, False)
 
     async def reload(call: ServiceCall) -> dict[str, list[str]]:
         """Re-read the automations; an invalid file changes nothing and says why."""

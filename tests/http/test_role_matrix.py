@@ -54,7 +54,6 @@ async def viewer_reads_but_changes_nothing(fleet: FleetApi, alarm_id: str) -> No
         "/api/planograms/kiosk_2",
         "/api/alarms",
         "/api/automations",
-        "/api/automations/restock_reminder/traces",
         "/api/services",
     ):
         status, body = await fleet.call("GET", path, "viewer")
@@ -71,6 +70,7 @@ async def viewer_reads_but_changes_nothing(fleet: FleetApi, alarm_id: str) -> No
         ("POST", f"/api/alarms/{alarm_id}/clear", None),
         ("POST", "/api/automations/restock_reminder/disable", None),
         ("POST", "/api/automations/restock_reminder/trigger", {}),
+        ("GET", "/api/automations/restock_reminder/traces", None),  # manage_hub
         ("POST", "/api/services/simulator/restock", {"machine_id": "lobby_1"}),
     ]
     for method, path, json in refused:

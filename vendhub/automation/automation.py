@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
@@ -11,6 +12,7 @@ import voluptuous as vol
 from vendhub.config import validators as cv
 from vendhub.const import EVENT_AUTOMATION_TRIGGERED
 from vendhub.core.context import Context
+from vendhub.helpers.alarms import async_raise_alarm
 from vendhub.util.dt import utcnow
 from vendhub.util.slug import slugify
 
@@ -27,6 +29,13 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 DOMAIN = "automation"
+
+LOOP_LIMIT = 100
+"""Runs an automation may cause of itself within ``LOOP_WINDOW`` seconds; past that it loops
+(its actions fire its own trigger) and is turned off, with an error in the log and an alarm."""
+LOOP_WINDOW = 1.0
+_OWN_CONTEXTS_KEPT = 4 * LOOP_LIMIT
+"""How many of its recent run contexts an automation remembers to recognise its own."""
 
 
 def _one_of_pair(single: str, plural: str) -> Any:
@@ -46,7 +55,9 @@ AUTOMATION_SCHEMA = vol.All(
             vol.Required("id"): cv.string,
             vol.Optional("alias"): cv.string,
             vol.Optional("description"): cv.string,
-            vol.Optional("initial_state", default=True): cv.boolean,
+            # Unset: the on/off an operator last chose (kept across reloads and restarts),
+            # else on. Set: this state at every start and every reload that changes it.
+            vol.Optional("initial_state"): cv.boolean,
             vol.Optional("mode", default="single"): vol.In(MODES),
             vol.Optional("max", default=10): cv.positive_int,
             vol.Optional("variables", default=dict): dict,
@@ -90,16 +101,29 @@ class Automation:
         )
         self.enabled = False
         self.last_triggered: str | None = None
+        self.on_switched: Callable[[str, bool], None] | None = None
+        """Told when the automation turns itself off (the loop guard), to keep it off."""
         self._conditions: list[Any] = []
         self._detach: Unsubscribe | None = None
+        # The loop guard: the contexts of its recent runs, and when runs they caused began.
+        self._own_contexts: dict[str, None] = {}
+        self._self_caused: deque[float] = deque()
+        self._loop_stopped = False
 
-    async def async_setup(self) -> None:
-        """Build the conditions, write the entity, and enable if configured so."""
+    async def async_setup(self, restored: bool | None = None) -> None:
+        """Build the conditions, write the entity, and enable it or not.
+
+        As Home Assistant: ``initial_state`` when the YAML sets it, else ``restored`` (the on/off
+        an operator last chose, None if never), else on.
+        """
         self._conditions = [
             await async_condition_from_config(self.hub, condition, path=f"condition/{index}")
             for index, condition in enumerate(self.condition_configs)
         ]
-        if self.config["initial_state"]:
+        enabled = self.config.get("initial_state")
+        if enabled is None:
+            enabled = True if restored is None else restored
+        if enabled:
             await self.async_enable()
         else:
             self._write_state()
@@ -108,6 +132,8 @@ class Automation:
         """Attach the triggers."""
         if self.enabled:
             return
+        self._self_caused.clear()
+        self._loop_stopped = False
         self._detach = await async_attach_triggers(
             self.hub,
             self.triggers,
@@ -150,8 +176,52 @@ class Automation:
     async def _async_on_trigger(
         self, trigger: dict[str, Any], context: Context | None = None
     ) -> None:
+        if self._loop_stopped:
+            return
+        if context is not None and self._caused_by_itself(context):
+            now = self.hub.loop.time()
+            caused = self._self_caused
+            caused.append(now)
+            while caused and caused[0] <= now - LOOP_WINDOW:
+                caused.popleft()
+            if len(caused) > LOOP_LIMIT:
+                await self._async_stop_loop(trigger)
+                return
         # A trigger's own ``variables:`` (rendered when it fired) join the run's variables.
         await self.async_trigger({**(trigger.get("variables") or {}), "trigger": trigger}, context)
+
+    def _caused_by_itself(self, context: Context) -> bool:
+        """Whether ``context`` comes from one of this automation's recent runs: their own
+        context, the one of their actions, or one their actions' service calls made."""
+        own = self._own_contexts
+        return context.id in own or (context.parent_id is not None and context.parent_id in own)
+
+    def _remember_own(self, *context_ids: str) -> None:
+        own = self._own_contexts
+        for context_id in context_ids:
+            own[context_id] = None
+        while len(own) > _OWN_CONTEXTS_KEPT:
+            del own[next(iter(own))]
+
+    async def _async_stop_loop(self, trigger: Mapping[str, Any]) -> None:
+        """Turn off an automation that keeps triggering itself; say so in the log and an alarm."""
+        self._loop_stopped = True
+        why = (
+            f"it triggered itself more than {LOOP_LIMIT} times within {LOOP_WINDOW:g} s "
+            f"(its actions cause its own trigger: {trigger.get('description') or 'a trigger'}), "
+            "so it was turned off; fix its triggers or actions, then turn it on again"
+        )
+        _LOGGER.error("Automation %s (%s) loops: %s", self.alias, self.entity_id, why)
+        await self.async_disable()
+        if self.on_switched is not None:
+            self.on_switched(self.id, False)
+        await async_raise_alarm(
+            self.hub,
+            f"automation_loop_{slugify(self.id)}",
+            f"Automation {self.alias} ({self.entity_id}) was turned off: {why}",
+            severity="critical",
+            data={"automation_id": self.id, "entity_id": self.entity_id},
+        )
 
     async def async_trigger(
         self,
@@ -164,6 +234,8 @@ class Automation:
             user_id=context.user_id if context else None,
             parent_id=context.id if context else None,
         )
+        actions_context = run_context.child()
+        self._remember_own(run_context.id, actions_context.id)
         trigger = dict(run_variables.get("trigger") or {"platform": None, "description": "manual"})
         this = self.hub.states.get(self.entity_id)
         variables: dict[str, Any] = {"this": this, **run_variables, "trigger": trigger}
@@ -190,19 +262,30 @@ class Automation:
                 _LOGGER.error("Automation %s failed before its actions: %s", self.alias, error)
                 return run
             run.variables = dict(variables)
-            self.last_triggered = utcnow().isoformat()
-            self._write_state(run_context)
-            self.hub.bus.async_fire(
-                EVENT_AUTOMATION_TRIGGERED,
-                {
-                    "entity_id": self.entity_id,
-                    "id": self.id,
-                    "name": self.alias,
-                    "source": trigger.get("description"),
-                },
-                context=run_context,
+
+            def started() -> None:
+                # Once the mode admitted the run (a dropped run is not "triggered") and it is
+                # counted in ``current``, before its first step.
+                self.last_triggered = utcnow().isoformat()
+                self._write_state(run_context)
+                self.hub.bus.async_fire(
+                    EVENT_AUTOMATION_TRIGGERED,
+                    {
+                        "entity_id": self.entity_id,
+                        "id": self.id,
+                        "name": self.alias,
+                        "source": trigger.get("description"),
+                    },
+                    context=run_context,
+                )
+
+            result = await self.script.async_run(
+                variables,
+                run_context,
+                trace=run,
+                run_context=actions_context,
+                on_start=started,
             )
-            result = await self.script.async_run(variables, run_context, trace=run)
         if result is None:  # dropped by the mode (single / max reached)
             run.finish("aborted", "dropped: the automation was already running (mode)")
         elif run.finished is None:

@@ -481,15 +481,20 @@ class Script:
         context: Context | None = None,
         *,
         trace: RunTrace | None = None,
+        run_context: Context | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> ScriptRunResult | None:
         """Run the sequence and return how it ended; None when the mode dropped the run.
 
-        The run gets a child of ``context`` for its service calls and events. ``trace``
-        (e.g. opened by an automation with its trigger) is finished with the outcome.
+        The run gets a child of ``context`` for its service calls and events (or
+        ``run_context`` itself when given). ``trace`` (e.g. opened by an automation with its
+        trigger) is finished with the outcome. ``on_start`` is called once the run is admitted
+        and counted in ``runs``, before its first step (never for a dropped run).
         """
         if not self._admit():
             return None
-        run_context = context.child() if context is not None else Context()
+        if run_context is None:
+            run_context = context.child() if context is not None else Context()
         if trace is None:
             trace = RunTrace(item_id=self.name, context_id=run_context.id)
             trace.variables = dict(variables or {})
@@ -506,6 +511,11 @@ class Script:
             return None
         self._runs.append(task)
         task.add_done_callback(self._forget)
+        if on_start is not None:
+            try:
+                on_start()
+            except Exception:
+                self.logger.exception("Script '%s': on_start failed", self.name)
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from vendhub.const import __version__
 from vendhub.http.errors import ERROR_SCHEMA
 from vendhub.http.router import ApiRouter, Route
@@ -63,7 +65,8 @@ def _operation(route: Route, method: str, spec: Operation) -> dict[str, Any]:
         document["parameters"] = parameters
     if spec.body is not None:
         document["requestBody"] = {
-            "required": True,
+            # A body whose every field is optional may be left out (view.py takes it as {}).
+            "required": not Draft202012Validator(spec.body).is_valid({}),
             "content": {"application/json": {"schema": spec.body}},
         }
     responses: dict[str, Any] = {}

@@ -371,11 +371,13 @@ def checked_handler(view: ApiView, method: str, spec: Operation) -> Handler:
 async def _read_body(request: web.Request, validator: Draft202012Validator) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    raw = await request.read()
+    if not raw.strip() and validator.is_valid({}):
+        return {}  # no body where every field is optional (trigger, cancel): as {}
     if request.content_type != "application/json":
         raise ApiError(
             415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
         )
-    raw = await request.read()
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:

@@ -103,7 +103,10 @@ class AutomationsPage extends Page {
         { class: "actions" },
         h("label", { class: "row", style: { margin: 0 } }, toggle, h("span", {}, t("automations.enabled"))),
         run,
-        h("a", { class: "button small", href: `#/automations/${encodeURIComponent(automation.id)}` }, t("automations.traces")),
+        // A trace shows states of any machine: it needs manage_hub, as the API does.
+        can("manage_hub")
+          ? h("a", { class: "button small", href: `#/automations/${encodeURIComponent(automation.id)}` }, t("automations.traces"))
+          : null,
       ),
     );
   }
@@ -111,6 +114,16 @@ class AutomationsPage extends Page {
   // ---- one automation's traces ----
 
   async startDetail() {
+    if (!can("manage_hub")) {
+      // A trace holds states of any machine: the API gives traces to admins only.
+      mount(
+        this,
+        h("a", { href: "#/automations", class: "small-text" }, `← ${t("automations.title")}`),
+        notice(t("automations.traces_admin_only")),
+      );
+      this.dataset.ready = "true";
+      return;
+    }
     mount(this, loading());
     const [automation, traces] = await Promise.all([
       api.get(`/api/automations/${encodeURIComponent(this.automationId)}`),

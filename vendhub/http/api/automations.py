@@ -130,8 +130,8 @@ class AutomationEnableView(_SwitchView):
     service = "turn_on"
 
     @operation(
-        summary="Enable an automation: its triggers fire again (until the next restart, when "
-        "its initial_state applies).",
+        summary="Enable an automation: its triggers fire again (kept across reloads and "
+        "restarts, unless its YAML sets initial_state).",
         permission=Permission.manage_automations,
         responses={200: AUTOMATION, **SERVICE_ERRORS},
         tags=TAGS,
@@ -147,7 +147,8 @@ class AutomationDisableView(_SwitchView):
     service = "turn_off"
 
     @operation(
-        summary="Disable an automation and stop its runs in progress.",
+        summary="Disable an automation and stop its runs in progress (kept across reloads "
+        "and restarts, unless its YAML sets initial_state).",
         permission=Permission.manage_automations,
         responses={200: AUTOMATION, **SERVICE_ERRORS},
         tags=TAGS,
@@ -195,7 +196,11 @@ class AutomationTracesView(ApiView):
 
     @operation(
         summary="The kept runs of an automation, newest first (the last few of each outcome).",
-        permission=Permission.read,
+        description=(
+            "A trace holds the states its trigger and steps saw, of any machine, so it needs "
+            "manage_hub, as the `automation.traces` service over the WebSocket does."
+        ),
+        permission=Permission.manage_hub,
         responses={200: {"type": "array", "items": TRACE}, **SERVICE_ERRORS},
         tags=TAGS,
     )
