@@ -358,16 +358,15 @@ class MachineUplink:
         if name == protocol.COMMAND_RESTOCK:
             args = protocol.validate_command_args(name, args)
             slot = args.get("slot")
-            targets = None
-            if slot is not None:
-                plan = self.engine.machine.planogram.get(slot)
-                if plan is None:
-                    known = ", ".join(self.engine.machine.planogram)
-                    raise CommandError(
-                        f"machine {self.machine_id} has no slot {slot!r}; known: {known}"
-                    )
-                targets = {slot: plan.fill_level}
-            changes = await self.engine.async_restock(targets, context=Context())
+            if slot is not None and slot not in self.engine.machine.planogram:
+                known = ", ".join(self.engine.machine.planogram)
+                raise CommandError(
+                    f"machine {self.machine_id} has no slot {slot!r}; known: {known}"
+                )
+            # Filled to par, never lowered: the fleet's restock command counts nothing.
+            changes = await self.engine.async_restock(
+                fill=None if slot is None else [slot], context=Context()
+            )
             return {"slots": {code: change["stock"] for code, change in changes.items()}}
         if name == protocol.COMMAND_VEND:
             raise CommandError(

@@ -46,6 +46,7 @@ RESTOCK_SCHEMA = vol.Schema(
     {
         vol.Required("machine_id"): cv.slug,
         vol.Optional("slots"): {slot_code: cv.non_negative_int},
+        vol.Optional("fill"): vol.All(cv.ensure_list, [slot_code]),
     }
 )
 
@@ -131,10 +132,14 @@ def register_services(hub: Hub, runtime: VendingRuntime) -> None:
         return {"machine_id": vend.machine_id, "mode": vend.mode.value}
 
     async def restock(call: ServiceCall) -> dict[str, Any]:
-        """Set the stock of slots (all slots to their par level when none are given)."""
+        """Set the stock of slots to the items counted in them (``slots``), fill slots to
+        their par level without lowering them (``fill``); every slot is filled so when
+        neither is given."""
         vend = engine(call)
         try:
-            slots = await vend.async_restock(call.data.get("slots"), context=call.context)
+            slots = await vend.async_restock(
+                call.data.get("slots"), context=call.context, fill=call.data.get("fill")
+            )
         except ValueError as error:
             raise InvalidServiceData(DOMAIN, call.service, str(error)) from None
         return {"machine_id": vend.machine_id, "slots": slots}

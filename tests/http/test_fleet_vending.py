@@ -219,14 +219,15 @@ async def test_restock_goes_through_vending_restock(fleet: FleetApi) -> None:
     assert (stock(fleet, "A1"), stock(fleet, "B1")) == ("5", "10")
     assert hub.states.get("slot.demo_kiosk_b1").context.user_id == operator
 
-    # Every slot: back to par (the engine's own fill level).
+    # Every slot: filled to par (the engine's own fill level), none lowered: A1 keeps the 5
+    # it has over its par of 4 (the items are in it).
     status, result = await fleet.call("POST", "/api/machines/demo_kiosk/restock", "operator", {})
     assert status == 200, result
-    assert result["result"] == {"slots": {"A1": 4, "A2": 4, "B1": 10}}
-    assert (stock(fleet, "A1"), stock(fleet, "A2"), stock(fleet, "B1")) == ("4", "4", "10")
-    assert hub.data["vending"].engine("demo_kiosk").stock == {"A1": 4, "A2": 4, "B1": 10}
+    assert result["result"] == {"slots": {"A1": 5, "A2": 4, "B1": 10}}
+    assert (stock(fleet, "A1"), stock(fleet, "A2"), stock(fleet, "B1")) == ("5", "4", "10")
+    assert hub.data["vending"].engine("demo_kiosk").stock == {"A1": 5, "A2": 4, "B1": 10}
     status, machine = await fleet.call("GET", "/api/machines/demo_kiosk", "viewer")
-    assert [slot["stock"] for slot in machine["slots"]] == [4, 4, 10]
+    assert [slot["stock"] for slot in machine["slots"]] == [5, 4, 10]
 
     status, body = await fleet.call(
         "POST", "/api/machines/demo_kiosk/restock", "operator", {"slot": "Q7"}
@@ -239,7 +240,7 @@ async def test_restock_goes_through_vending_restock(fleet: FleetApi) -> None:
     )
     assert status == 200, result
     check(CommandView, "post", 200, result)
-    assert (result["ok"], result["result"]) == (True, {"slots": {"A1": 4}})
+    assert (result["ok"], result["result"]) == (True, {"slots": {"A1": 5}})
     status, result = await fleet.call(
         "POST", "/api/machines/demo_kiosk/commands/restock", "operator", {"slot": "Z9"}
     )
@@ -250,7 +251,7 @@ async def test_restock_goes_through_vending_restock(fleet: FleetApi) -> None:
     )
     assert status == 409 and body["error"]["code"] == "not_supported", body
     assert "other than restock" in body["error"]["message"]
-    assert stock(fleet, "A1") == "4"
+    assert stock(fleet, "A1") == "5"
 
 
 async def test_slots_and_planograms_change_through_vending_set_slots(fleet: FleetApi) -> None:

@@ -228,13 +228,16 @@ def write_money_event(connection: Connection, event: Event) -> MoneyRecord:
         )
     elif event.event_type == EVENT_STOCK_REFILLED:
         for slot_code, refill in data["slots"].items():
+            added = _whole(refill, "added")
             _stock_movement(
                 connection,
                 machine_id,
                 slot_code,
                 refill.get("product"),
-                "refill",
-                _whole(refill, "added"),
+                # A count below what the slot was thought to hold (or a cut to a smaller
+                # capacity) takes items away: a correction, not a refill.
+                "refill" if added >= 0 else "correction",
+                added,
                 refill.get("stock"),
                 event_id,
                 event,

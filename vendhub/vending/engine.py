@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,17 @@ full collections, which stall the event loop for milliseconds (docs/vending.md, 
 _CAPTURE_ATTEMPTS = 3
 _RELEASE_STARTS = 3
 """Starts at which a release of a payment cut off while authorizing is tried before giving up."""
+
+_BEFORE_THE_DROP = frozenset(
+    {
+        SessionState.selected,
+        SessionState.authorizing,
+        SessionState.authorized,
+        SessionState.dispensing,
+    }
+)
+"""States of a running session whose item has not left its slot for sure (the stock goes down
+at ``dispensed``): a count of its slot is refused meanwhile (``async_restock``)."""
 
 Pricing = Callable[[str, str, int, datetime], int]
 """``pricing(slot, product, planned_price, moment)``: the price in force then."""
@@ -430,11 +441,17 @@ class VendEngine:
         """Cancel a session that has not reached the dispense; nothing is charged.
 
         Past that point the product is on its way and the session finishes as it will; the
-        snapshot returned then shows where it is.
+        snapshot returned then shows where it is. A finished session, or one only the journal
+        has (of before a restart, or older than the ``SESSIONS_IN_MEMORY`` kept), is answered
+        as it is, as ``session()`` gives it; KeyError for a session this machine never had.
         """
-        session = self._sessions.get(session_id)
+        session = self.session(session_id)
         if session is None:
             raise KeyError(f"no vend session {session_id!r} on machine {self.machine_id}")
+        if session_id not in self._sessions:
+            # Known only to the journal (of before a restart, or older than the sessions kept
+            # in memory): no task of this run drives it, so it is answered as it is.
+            return session
         if session.finished or session.state not in (
             SessionState.selected,
             SessionState.authorizing,
@@ -469,27 +486,51 @@ class VendEngine:
         )
 
     async def async_restock(
-        self, slots: Mapping[str, int] | None = None, context: Context | None = None
+        self,
+        slots: Mapping[str, int] | None = None,
+        context: Context | None = None,
+        *,
+        fill: Iterable[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Set the stock of ``slots`` (code → items now in it; None fills every slot to its
-        par level); fires ``stock_refilled`` with the ledger's fields and returns its slots."""
-        targets = (
-            {code: plan.fill_level for code, plan in self.machine.planogram.items()}
-            if slots is None
-            else dict(slots)
-        )
-        for code, count in targets.items():
-            plan = self.machine.planogram.get(code)
-            if plan is None:
+        """Set the stock of ``slots`` (code → items counted in it now) and fill the slots of
+        ``fill`` to their fill level (par level, or capacity), never lowering one; with neither,
+        every slot is filled so. Fires ``stock_refilled`` with the ledger's fields and returns
+        its slots.
+
+        A count of the slot of the session running now is refused (``ValueError``) until its
+        dispense is over: the item on its way may or may not be in the count, and the vend
+        would then take it off a count that no longer has it (a slot counted empty would
+        still sell one)."""
+        planogram = self.machine.planogram
+        counts = {} if slots is None else dict(slots)
+        to_fill = list(planogram) if slots is None and fill is None else list(fill or ())
+        for code in [*counts, *to_fill]:
+            if code not in planogram:
                 raise ValueError(f"machine {self.machine_id} has no slot {code!r}")
+        for code in to_fill:
+            if code in counts:
+                raise ValueError(f"slot {code} is both counted and filled to par; give one")
+        for code, count in counts.items():
+            plan = planogram[code]
             if type(count) is not int or not 0 <= count <= plan.capacity:
                 raise ValueError(
                     f"stock of slot {code} must be between 0 and its capacity "
                     f"{plan.capacity}, got {count!r}"
                 )
+        active = self.active_session
+        if active is not None and active.slot in counts and active.state in _BEFORE_THE_DROP:
+            raise ValueError(
+                f"slot {active.slot} of machine {self.machine_id} is selling now (vend session "
+                f"{active.id}, {active.state.value}); count it again once that session has "
+                "ended"
+            )
+        targets = {
+            **counts,
+            **{code: max(self.stock.get(code, 0), planogram[code].fill_level) for code in to_fill},
+        }
         changes = {
             code: {
-                "product": self.machine.planogram[code].product,
+                "product": planogram[code].product,
                 "added": count - self.stock.get(code, 0),
                 "stock": count,
             }
@@ -500,16 +541,21 @@ class VendEngine:
         for code, count in targets.items():
             self.stock[code] = count
             self._notify_stock(code, context)
+        self._fire_stock_refilled(changes, context)
+        return changes
+
+    def _fire_stock_refilled(self, changes: Mapping[str, Any], context: Context) -> None:
+        """``stock_refilled`` (the ledger's stock movements: refills, and corrections of a
+        count below the stock or a cut to a smaller capacity)."""
         self.hub.bus.async_fire(
             EVENT_STOCK_REFILLED,
             {
                 "machine_id": self.machine_id,
                 "event_id": f"restock-{uuid.uuid4().hex}",
-                "slots": changes,
+                "slots": dict(changes),
             },
             context=context,
         )
-        return changes
 
     async def async_apply_plan(
         self,
@@ -548,9 +594,21 @@ class VendEngine:
             for code, plan in accepted.items():
                 for listener in list(self._plan_listeners):
                     listener(code, plan, context)
+            changes = {
+                code: {
+                    "product": accepted[code].product,
+                    "added": count - self.stock.get(code, 0),
+                    "stock": count,
+                }
+                for code, count in cut.items()
+            }
             for code, count in cut.items():
                 self.stock[code] = count
                 self._notify_stock(code, context)
+            if changes:
+                # The items taken out are a stock movement as a count is (the ledger's
+                # stock_levels and movements follow the slot).
+                self._fire_stock_refilled(changes, context)
         if mode is not None:
             await self.async_set_mode(mode, context=context)
         return rejected

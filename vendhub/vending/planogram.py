@@ -32,7 +32,7 @@ class SlotPlan:
     price: int
     capacity: int
     par: int | None = None
-    """The level a route driver fills to; the capacity when not given."""
+    """The level a route driver fills to; the capacity when not given or 0 (no par level)."""
 
     def __post_init__(self) -> None:
         if type(self.price) is not int or self.price < 0:
@@ -46,7 +46,9 @@ class SlotPlan:
 
     @property
     def fill_level(self) -> int:
-        return self.capacity if self.par is None else self.par
+        """The level a restock without counts fills to: the par level, or the capacity for a
+        slot without one (``par`` None or 0: a par of 0 would be a slot never filled)."""
+        return self.par or self.capacity
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as the machine protocol and the services give it (par: the fill level)."""

@@ -311,6 +311,11 @@ async def test_a_smaller_capacity_cuts_the_stock_and_shows_on_the_slot(
     assert local is not None and local.state == "3"
     assert (local.attributes["capacity"], local.attributes["par_level"]) == (3, 2)
     assert fleet.attributes(f"slot.{MACHINE_ID}_a1")["config_pending"] is False
-    # Restocking fills to the new par level, within the new capacity.
+    # Restocking fills to the new par level, within the new capacity, and lowers no slot.
+    await machine.hub.services.async_call("vending", "restock", {"machine_id": MACHINE_ID})
+    assert engine.stock["A1"] == 3
+    await machine.hub.services.async_call(
+        "vending", "restock", {"machine_id": MACHINE_ID, "slots": {"A1": 1}}
+    )
     await machine.hub.services.async_call("vending", "restock", {"machine_id": MACHINE_ID})
     assert engine.stock["A1"] == 2

@@ -315,15 +315,14 @@ async def _restock(
     answer: dict[str, Any],
 ) -> dict[str, Any]:
     """The restock command through a link's restock service (the vend engine's): one slot,
-    or every slot, to its par level (its capacity when it has none), as the engine's own
-    restock and the uplink's restock command fill them."""
+    or every slot, filled to its par level (its capacity when it has none), never lowered,
+    as the engine's own restock and the uplink's restock command fill them."""
     data: dict[str, Any] = {"machine_id": machine.machine_id}
     if code is not None:
         slot = Fleet(hub).slot(machine.machine_id, code)
-        level = None if slot is None else slot.par if slot.par is not None else slot.capacity
-        if slot is None or level is None:
+        if slot is None:
             return {**answer, "ok": False, "error": f"no slot {code!r}"}
-        data["slots"] = {slot.code: level}
+        data["fill"] = [slot.code]
     try:
         result = await call_service(hub, request, *service, data)
     except ApiError as error:
