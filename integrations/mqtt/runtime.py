@@ -47,7 +47,7 @@ from vendhub.machine.entities import (
 from vendhub.machine.link import Handled, MachineLink, Outcome
 from vendhub.recorder.ledger import has_money_event
 from vendhub.recorder.queries import completed_vends
-from vendhub.recorder.recorder import DATA_RECORDER, RecorderNotRunning
+from vendhub.recorder.recorder import DATA_RECORDER, RecorderNotRunning, recorder_configured
 from vendhub.registry import device_registry
 from vendhub.util.dt import hub_time_zone, utcnow
 from vendhub.util.heap import freeze_startup_heap
@@ -193,7 +193,13 @@ class MqttRuntime:
             EVENT_PRICE_LISTS_CHANGED, self._on_price_lists_changed
         )
         self._schedule_price_change()
-        if not self._recording():
+        if self._recording() and self.hub.data.get(DATA_RECORDER) is None:
+            _LOGGER.error(
+                "The recorder is configured but not running (see why above): sales and other "
+                "ledger events from machines are NOT acknowledged, and stay in the machines' "
+                "outboxes until it runs; fix it, then restart the hub"
+            )
+        elif not self._recording():
             _LOGGER.warning(
                 "No recorder is set up: sales and other ledger events from machines are "
                 "acknowledged once processed and are NOT recorded; add 'recorder:' to "
@@ -235,16 +241,19 @@ class MqttRuntime:
         await self.directory.async_flush()
 
     def _recording(self) -> bool:
-        return self.hub.data.get(DATA_RECORDER) is not None
+        """Whether ledger events wait for the recorder's commit before their ack: also while
+        a configured recorder is not running (then they are not acked at all)."""
+        return recorder_configured(self.hub)
 
     def _record_money_again(self, event: Event) -> bool:
         recorder = self.hub.data.get(DATA_RECORDER)
         if recorder is None:
-            return False
+            # A configured recorder that is not running: the event waits again, unacked.
+            return recorder_configured(self.hub)
         try:
             recorder.async_record_money_again(event)
         except RecorderNotRunning:
-            return False
+            return recorder_configured(self.hub)
         return True
 
     def _recorder_behind(self) -> bool:

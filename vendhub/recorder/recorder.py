@@ -407,6 +407,18 @@ def _resolve(future: asyncio.Future[Any], result: Any = None) -> None:
         future.set_result(result)
 
 
+def recorder_configured(hub: Hub) -> bool:
+    """Whether the hub is meant to keep a ledger: its recorder runs, or ``recorder:`` is in the
+    configuration although it failed to start (or its block is invalid). Money events must
+    then not be acknowledged as if nobody wanted them recorded."""
+    if hub.data.get(DATA_RECORDER) is not None:
+        return True
+    from vendhub.plugins.manager import DATA_INTEGRATIONS
+
+    plan = getattr(hub.data.get(DATA_INTEGRATIONS), "plan", None)
+    return plan is not None and (DATA_RECORDER in plan.order or DATA_RECORDER in plan.excluded)
+
+
 def get_recorder(hub: Hub) -> Recorder:
     """The hub's recorder; RecorderNotRunning if the recorder integration is not set up."""
     recorder = hub.data.get(DATA_RECORDER)
