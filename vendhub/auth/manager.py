@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from vendhub.auth.identity import Identity, IdentityKind
@@ -127,12 +128,24 @@ class AuthManager:
         self._machine_hashes: dict[str, str] = {}
         self._credentials_stamp: tuple[int, int, int] | None = None
         self._credentials_watch: Unsubscribe | None = None
+        self._damaged_store: Path | None = None  # a corrupt user store moved aside
         self._onboarding_lock = asyncio.Lock()
 
     # ---- persistence ---------------------------------------------------------------------
 
     async def async_load(self) -> None:
         data = await self._store.async_load() or {}
+        damaged = sorted(self._store.path.parent.glob(f"{STORAGE_KEY}.corrupt-*"))
+        self._damaged_store = damaged[-1] if damaged and not data.get("users") else None
+        if self._damaged_store is not None:
+            _LOGGER.error(
+                "The user store was damaged (kept as %s): onboarding stays closed, so that "
+                "nobody can make themselves the owner; restore the file from a backup as %s, "
+                "or delete %s to start over with a new owner, then restart the hub",
+                self._damaged_store,
+                self._store.path,
+                self._damaged_store,
+            )
         self._users = {u["id"]: User.from_json(u) for u in data.get("users", [])}
         now = time.time()
         self._tokens = {}
@@ -165,6 +178,13 @@ class AuthManager:
         async with self._onboarding_lock:
             if self.onboarded:
                 raise AuthError("already_onboarded", "the owner exists already; sign in instead")
+            if self._damaged_store is not None:
+                raise AuthError(
+                    "user_store_damaged",
+                    "the hub's user store was damaged, so onboarding is closed (a new owner "
+                    "would take the hub over); its administrator restores it from a backup, or "
+                    f"deletes {self._damaged_store.name} in .storage to start over",
+                )
             user = await self._async_new_user(username, password, Role.owner, name, None)
             self._users[user.id] = user
             await self._async_save_now()

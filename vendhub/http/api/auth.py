@@ -37,6 +37,7 @@ _STATUS = {
     "invalid_credentials": 401,
     "invalid_grant": 401,
     "already_onboarded": 409,
+    "user_store_damaged": 409,
     "username_taken": 409,
     "name_taken": 409,
     "last_owner": 409,
