@@ -394,3 +394,31 @@ def test_sigterm_during_a_slow_setup_stops_within_5_s(
     assert "is running" not in log
     assert "Unloaded simulator" in log  # what was set up already is taken down
     assert "Traceback" not in log
+
+
+def test_a_second_hub_on_the_same_folder_is_refused_and_the_first_runs_on(
+    demo_config: Path, tmp_path: Path, running: list[RunningHub]
+) -> None:
+    first = RunningHub(demo_config, tmp_path / "first.log")
+    running.append(first)
+    first.wait_for("is running")
+    second = RunningHub(demo_config, tmp_path / "second.log")
+    running.append(second)
+    assert second.process.wait(timeout=15) == 1
+    log = second.log()
+    assert f"VendHub not started: another VendHub (pid {first.process.pid}) runs on the " in log
+    assert "Traceback" not in log and "is running" not in log
+    assert first.process.poll() is None
+    code, _ = first.stop(signal.SIGTERM)
+    assert code == 0
+
+    # Killed outright, a hub leaves no lock behind: the next one starts.
+    third = RunningHub(demo_config, tmp_path / "third.log")
+    running.append(third)
+    third.wait_for("is running")
+    third.process.kill()
+    third.process.wait()
+    fourth = RunningHub(demo_config, tmp_path / "fourth.log")
+    running.append(fourth)
+    fourth.wait_for("is running")
+    assert fourth.stop(signal.SIGTERM)[0] == 0

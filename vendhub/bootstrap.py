@@ -19,6 +19,7 @@ from vendhub.const import __version__
 from vendhub.core.errors import InvalidServiceData
 from vendhub.core.hub import CoreConfig, Hub
 from vendhub.core.services import ServiceCall
+from vendhub.instance_lock import HubAlreadyRunning, hold_instance_lock
 from vendhub.plugins.discovery import Discovery, discover_integrations
 from vendhub.plugins.manager import IntegrationManager, SetupReport
 from vendhub.plugins.plan import IntegrationPlan, plan_integrations
@@ -96,6 +97,15 @@ async def async_run(prepared: PreparedConfig, started: float | None = None) -> i
     ``started`` is the ``time.monotonic()`` reading when the command began, for the log.
     """
     started = time.monotonic() if started is None else started
+    try:
+        with hold_instance_lock(prepared.config_dir):
+            return await _async_run_locked(prepared, started)
+    except HubAlreadyRunning as error:
+        _LOGGER.error("VendHub not started: %s", error)
+        return 1
+
+
+async def _async_run_locked(prepared: PreparedConfig, started: float) -> int:
     for issue in prepared.issues:
         _LOGGER.error("Configuration problem, the rest runs on: %s", issue)
     loop = asyncio.get_running_loop()
