@@ -253,6 +253,25 @@ async def test_a_jam_voids_raises_an_alarm_and_keeps_the_stock(
     assert raised.context.id == session.context.id
 
 
+async def test_a_jam_whose_void_fails_does_not_say_the_payment_was_released(
+    machine: Machine, hub: Hub
+) -> None:
+    await alarm_setup(hub=hub)
+    engine = await machine.start()
+    provider = engine.machine.providers[0]
+    assert isinstance(provider, InstantPaymentProvider)
+    provider.fail_next["void"] = 10
+    engine.machine.dispenser.inject("A1", DispenseOutcome.jammed)
+    session = await engine.async_select(slot="A1", method="card")
+    await engine.async_wait(session.id, timeout=10)
+
+    void_failed = hub.states.get("alarm.lobby_1_vend_void_failed")
+    assert void_failed is not None and void_failed.attributes["severity"] == "critical"
+    dispense = hub.states.get("alarm.lobby_1_vend_dispense_failed").attributes["message"]
+    assert dispense.endswith("the payment could NOT be released (see the vend_void_failed alarm)")
+    assert "was released" not in dispense
+
+
 async def test_a_board_that_cannot_be_reached_voids(machine: Machine) -> None:
     engine = await machine.start()
     engine.machine.dispenser.inject("A1", DispenserError("port closed"))

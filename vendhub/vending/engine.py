@@ -1024,6 +1024,7 @@ class VendEngine:
         """Release or give back whatever the session holds, then finish it as failed."""
         session = session.evolve(reason=reason)
         authorization = session.authorization
+        released = True  # nothing held, nothing to release
         if provider is not None and authorization is not None:
             session, released, refunded = await self._async_release(
                 session, provider, authorization
@@ -1052,8 +1053,12 @@ class VendEngine:
                 "vend_dispense_failed" if vend_attempted else "vend_failed",
                 "warning",
                 f"Vend of slot {session.slot} ({session.product}) on {self.machine_id} "
-                f"failed: {reason}{f' ({detail})' if detail else ''}; the payment was "
-                f"{'refunded' if session.refunded else 'released'}",
+                f"failed: {reason}{f' ({detail})' if detail else ''}; "
+                + (
+                    "the payment could NOT be released (see the vend_void_failed alarm)"
+                    if not released
+                    else f"the payment was {'refunded' if session.refunded else 'released'}"
+                ),
             )
         await self._async_finish(session, outcome, reason, step="record", ledger=vend_attempted)
 
