@@ -134,6 +134,7 @@ class AlarmManager:
             reports.clear()
         existing = self.active.get(key)
         if existing is not None:
+            worse = SEVERITIES.index(severity) > SEVERITIES.index(existing.severity)
             alarm = replace(
                 existing,
                 count=existing.count + 1,
@@ -142,6 +143,9 @@ class AlarmManager:
                 severity=_worst(existing.severity, severity),
                 data={**existing.data, **(data or {})},
             )
+            if worse and existing.status == "acknowledged":
+                # Seen at a lower severity: it needs someone's attention again.
+                alarm = replace(alarm, status="raised", acknowledged_at=None, acknowledged_by=None)
             self.active[key] = alarm
             self._write_state(alarm, context)
             self.hub.bus.async_fire(EVENT_ALARM_UPDATED, alarm.as_dict(), context=context)
@@ -190,7 +194,10 @@ class AlarmManager:
         raise AlarmError(f"no active alarm {wanted}; active: {len(self.active)}")
 
     def async_acknowledge(self, alarm: Alarm, context: Context | None = None) -> Alarm:
-        """Mark an active alarm as seen by someone (the context's user)."""
+        """Mark an active alarm as seen by someone (the context's user); an alarm acknowledged
+        already keeps who acknowledged it first, and when."""
+        if alarm.status == "acknowledged":
+            return alarm
         acknowledged = replace(
             alarm,
             status="acknowledged",

@@ -158,3 +158,39 @@ async def test_a_huge_alarm_message_is_cut(tmp_path: Path) -> None:
     assert len(alarm["message"]) == MAX_MESSAGE_CHARS and alarm["message"].endswith("…")
     assert hub.states.get("alarm.lobby_1_x").attributes["message"] == alarm["message"]
     await hub.async_stop()
+
+
+async def test_a_second_acknowledge_keeps_the_first_and_a_worse_repeat_raises_it_again(
+    tmp_path: Path,
+) -> None:
+    hub = await start(tmp_path)
+    target = {"machine_id": "gym_drinks", "code": "fridge_warm"}
+    await hub.services.async_call(
+        "alarm", "raise", {**target, "message": "Fridge at 9 °C", "severity": "info"}
+    )
+    first = await hub.services.async_call(
+        "alarm", "acknowledge", target, context=Context(user_id="tech_tom")
+    )
+    again = await hub.services.async_call(
+        "alarm", "acknowledge", target, context=Context(user_id="operator_anna")
+    )
+    assert (again["acknowledged_by"], again["acknowledged_at"]) == (
+        "tech_tom",
+        first["acknowledged_at"],
+    )
+
+    # The same severity again: still acknowledged. Worse: raised again, for attention.
+    same = await hub.services.async_call(
+        "alarm", "raise", {**target, "message": "Fridge at 9.5 °C", "severity": "info"}
+    )
+    assert same["status"] == "acknowledged"
+    worse = await hub.services.async_call(
+        "alarm", "raise", {**target, "message": "Fridge at 14 °C", "severity": "critical"}
+    )
+    assert (worse["status"], worse["acknowledged_by"], worse["severity"]) == (
+        "raised",
+        None,
+        "critical",
+    )
+    assert hub.states.get("alarm.gym_drinks_fridge_warm").state == "raised"
+    await hub.async_stop()
