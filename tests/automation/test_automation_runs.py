@@ -58,3 +58,30 @@ async def test_current_counts_the_only_run_and_a_dropped_run_is_not_triggered(
         assert sorted(trace["outcome"] for trace in traces) == ["aborted", "ran"]
     finally:
         await hub.async_stop()
+
+
+BAD_VARIABLE = """
+- id: bad_variable
+  variables:
+    fine: "{{ 1 + 1 }}"
+    broken: "{{ nosuch.y }}"
+  trigger:
+    - platform: event
+      event_type: go
+  action:
+    - event: never
+"""
+
+
+async def test_a_variable_that_cannot_be_rendered_is_named_in_the_trace(tmp_path: Path) -> None:
+    hub = await start(tmp_path, BAD_VARIABLE)
+    try:
+        hub.bus.async_fire("go", {})
+        await settle(hub)
+        [trace] = await hub.services.async_call("automation", "traces", {"id": "bad_variable"})
+        assert trace["outcome"] == "error"
+        assert trace["error"].startswith(
+            "TemplateError: template 'variables/broken' line 1: 'nosuch' is undefined"
+        ), trace["error"]
+    finally:
+        await hub.async_stop()

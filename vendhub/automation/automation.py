@@ -18,7 +18,7 @@ from vendhub.util.slug import slugify
 
 from .conditions import CONDITION_SCHEMA, async_condition_from_config
 from .script import MODES, SEQUENCE_SCHEMA, Script
-from .template import render_complex
+from .template import TemplateError, render_complex
 from .trace import RunTrace, TraceStore, trace_run
 from .triggers import TRIGGER_SCHEMA, async_attach_triggers
 
@@ -190,6 +190,19 @@ class Automation:
         # A trigger's own ``variables:`` (rendered when it fired) join the run's variables.
         await self.async_trigger({**(trigger.get("variables") or {}), "trigger": trigger}, context)
 
+    def _render_variables(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """The automation's ``variables:``, each rendered with ``variables``; an error names
+        the variable (``template 'variables/<name>' line <n>``)."""
+        rendered: dict[str, Any] = {}
+        for name, value in self.config["variables"].items():
+            try:
+                rendered[name] = render_complex(value, variables, self.hub)
+            except TemplateError as error:
+                if error.template_name != "template":
+                    raise
+                raise TemplateError(error.message, f"variables/{name}", error.line) from None
+        return rendered
+
     def _caused_by_itself(self, context: Context) -> bool:
         """Whether ``context`` comes from one of this automation's recent runs: their own
         context, the one of their actions, or one their actions' service calls made."""
@@ -242,7 +255,7 @@ class Automation:
         run = RunTrace(item_id=self.id, trigger=trigger, context_id=run_context.id)
         with trace_run(run):
             try:
-                variables.update(render_complex(self.config["variables"], variables, self.hub))
+                variables.update(self._render_variables(variables))
                 if not skip_condition:
                     for index, check in enumerate(self._conditions):
                         if not check(variables):
