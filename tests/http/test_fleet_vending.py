@@ -316,6 +316,7 @@ async def test_slots_and_planograms_change_through_vending_set_slots(fleet: Flee
     before = dict(engine.machine.planogram)
     for path, payload in (
         ("/api/machines/demo_kiosk/slots/c9", {"product": "Tea", "price": 90, "capacity": 4}),
+        ("/api/machines/demo_kiosk/slots/ZZ", {"price": 100}),  # no "give its product" hint
         (
             "/api/planograms/demo_kiosk",
             {

@@ -29,6 +29,7 @@ from vendhub.machine.fleet import (
     ADOPT_SERVICE,
     LINK_MQTT,
     LINK_SIMULATOR,
+    LINK_VENDING,
     PENDING_SERVICE,
     Fleet,
     FleetMachine,
@@ -268,6 +269,11 @@ def slot_changes(fleet: Fleet, machine: FleetMachine, code: str, changes: dict[s
             changes[key] = int(changes[key])
     slot = fleet.slot(machine.machine_id, code)
     if slot is None:
+        if machine.link == LINK_VENDING:  # vending.set_slots changes slots, never adds them
+            raise bad_request(
+                f"machine {machine.machine_id} has no slot {code!r}; its slots are added in "
+                "the vending: block of configuration.yaml"
+            )
         missing = [key for key in ("product", "price", "capacity") if key not in changes]
         if missing:
             raise not_found(
