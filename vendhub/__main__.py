@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -128,14 +129,31 @@ def _add_credential_commands(
     )
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+MAX_SIMULATED_MACHINES = 10_000
+"""The most machines ``vendhub simulate`` runs: each is a whole agent, with its own broker
+connection and outbox file; far more only use up the memory and open files of the host."""
+
+
+def _positive(
+    kind: type[int] | type[float], maximum: float | None = None, why: str = ""
+) -> Callable[[str], float]:
+    """An argument type: a finite number above 0 (and at most ``maximum``, for ``why``)."""
+
     def convert(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected a number from 1 to {maximum:,}, got {text}{why}"
+                if kind is int
+                else f"expected a number above 0 and at most {maximum:,}, got {text}{why}"
+            )
         return value
 
     return convert
@@ -171,7 +189,11 @@ def _add_machine_commands(commands: argparse._SubParsersAction[argparse.Argument
     sim.add_argument(
         "--machines",
         "-n",
-        type=_positive(int),
+        type=_positive(
+            int,
+            MAX_SIMULATED_MACHINES,
+            ": each machine is a whole agent with its own broker connection and outbox file",
+        ),
         default=1,
         metavar="N",
         help="how many machines: sim_001, sim_002, ... (default: 1)",

@@ -6,7 +6,7 @@ starts it, so that the rest of the hub (services, the API) can use ``get_recorde
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
@@ -14,7 +14,7 @@ import voluptuous as vol
 from vendhub.config import validators as cv
 from vendhub.plugins import hookimpl
 from vendhub.recorder.recorder import DATA_RECORDER, Recorder, recorder_config_from
-from vendhub.recorder.services import register_services
+from vendhub.recorder.services import keep_days, register_services
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -38,13 +38,31 @@ def _db_url(value: Any) -> str:
     return text
 
 
+MIN_COMMIT_INTERVAL = 0.1
+"""The shortest ``commit_interval``, in seconds. The writer thread sleeps until the next commit
+is due: at 0 it never sleeps and keeps a CPU busy. Ten commits a second is plenty for history
+(money is committed as soon as it arrives, whatever the interval)."""
+
+
+def _commit_interval(value: Any) -> timedelta:
+    period = cv.time_period(value)
+    if period.total_seconds() < MIN_COMMIT_INTERVAL:
+        raise vol.Invalid(
+            f"expected a commit_interval of {MIN_COMMIT_INTERVAL:g} seconds or more "
+            f"(up to {cv.MAX_TIME_PERIOD_SECONDS // 86400:,} days), got "
+            f"{cv.describe_value(value)}: the recorder's writer would wake again at once and "
+            "keep a CPU busy; the default is 5, 30 is kind to SD cards"
+        )
+    return period
+
+
 _NAMES = vol.All(cv.ensure_list, [cv.string])
 
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Optional("db_url"): _db_url,
-        vol.Optional("keep_days", default=10): cv.positive_int,
-        vol.Optional("commit_interval", default=5): cv.time_period,
+        vol.Optional("keep_days", default=10): keep_days(1),
+        vol.Optional("commit_interval", default=5): _commit_interval,
         vol.Optional("purge_time", default="04:12"): _time_of_day,
         vol.Optional("purge_batch_size", default=5000): cv.positive_int,
         vol.Optional("max_backlog", default=100_000): cv.positive_int,

@@ -67,6 +67,55 @@ def seconds(*, positive: bool = True) -> Callable[[Any], float]:
     return validate
 
 
+MAX_SPEED = 10_000.0
+"""The fastest simulated clock: 10,000 simulated seconds per real second, a week in about a
+minute. Every simulated minute is model work and, at a sale or a temperature reading, a message
+for the hub: far faster, a step takes longer than the tick and the hub only falls behind."""
+MIN_TICK = 0.01
+"""The shortest real time between steps (100 steps a second); shorter, the step loop never
+rests and keeps a CPU busy."""
+MAX_SIMULATED_STEP = 86_400.0
+"""The most simulated time one step may cover (``speed`` times ``tick``): a day, about 550
+messages per machine made at once, without a pause for the hub."""
+
+
+def _speed(value: Any) -> float:
+    result = number(0, above=True)(value)
+    if result > MAX_SPEED:
+        raise vol.Invalid(
+            f"expected a speed of more than 0 and at most {MAX_SPEED:,.0f} (simulated seconds "
+            f"per real second), got {describe_value(value)}: every simulated minute is work "
+            "and messages for the hub, so a faster clock only makes the hub fall behind and "
+            "grow its memory"
+        )
+    return result
+
+
+def _tick(value: Any) -> float:
+    result = time_period(value).total_seconds()
+    if result < MIN_TICK:
+        raise vol.Invalid(
+            f"expected a tick of {MIN_TICK:g} s or more (and speed times tick at most "
+            f"{MAX_SIMULATED_STEP:,.0f} s), got {describe_value(value)}: a shorter tick leaves "
+            "the step loop no rest and keeps a CPU busy"
+        )
+    return result
+
+
+def _check_step(config: dict[str, Any]) -> dict[str, Any]:
+    """One step advances the machines ``speed`` times ``tick`` simulated seconds, all at once."""
+    step = config["speed"] * config["tick"]
+    if step > MAX_SIMULATED_STEP:
+        raise vol.Invalid(
+            f"speed times tick is the simulated time of one step and may be at most "
+            f"{MAX_SIMULATED_STEP:,.0f} s (a day), got {config['speed']:g} times "
+            f"{config['tick']:g} s = {step:,.0f} s: each machine would make all of that "
+            "time's sales and readings at once; lower the speed or the tick",
+            path=["speed"],
+        )
+    return config
+
+
 def slot_code(value: Any) -> str:
     """A slot code: 1 to 8 letters and digits such as ``A1``."""
     text = string(value).strip()
@@ -282,8 +331,8 @@ CONFIG_SCHEMA = vol.Schema(
     vol.All(
         vol.Schema(
             {
-                vol.Optional("speed", default=DEFAULT_SPEED): number(0, above=True),
-                vol.Optional("tick", default=DEFAULT_TICK): seconds(),
+                vol.Optional("speed", default=DEFAULT_SPEED): _speed,
+                vol.Optional("tick", default=DEFAULT_TICK): _tick,
                 vol.Optional("telemetry_interval", default=DEFAULT_TELEMETRY_INTERVAL): seconds(),
                 vol.Optional("seed"): integer,
                 vol.Optional("summary_interval", default=DEFAULT_SUMMARY_INTERVAL): seconds(
@@ -295,6 +344,7 @@ CONFIG_SCHEMA = vol.Schema(
                 vol.Optional(CONF_PURCHASE, default={}): PURCHASE_SCHEMA,
             }
         ),
+        _check_step,
         _check_machines,
     )
 )

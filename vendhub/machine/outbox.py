@@ -46,6 +46,10 @@ class OutboxError(Exception):
     """A message cannot be stored (no id, or not JSON)."""
 
 
+class OutboxFolderError(ValueError):
+    """The outbox's folder cannot be made: a file (not a folder) is in the way."""
+
+
 @dataclass(frozen=True, slots=True)
 class PendingRow:
     """One unacknowledged message as stored: its id, its JSON text, how often it was sent."""
@@ -72,7 +76,21 @@ class Outbox:
 
     def __init__(self, path: str | Path, *, keep_days: float = DEFAULT_KEEP_DAYS) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = next(
+                (
+                    part
+                    for part in self.path.parents
+                    if (part.exists() or part.is_symlink()) and not part.is_dir()
+                ),
+                self.path.parent,
+            )
+            raise OutboxFolderError(
+                f"cannot keep the outbox {self.path.name} in {self.path.parent}: {blocker} "
+                "exists and is not a folder; give the outbox a folder (a missing one is created)"
+            ) from None
         self.keep_days = float(keep_days)
         # isolation_level=None: we open and commit every transaction ourselves.
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)

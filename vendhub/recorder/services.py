@@ -20,6 +20,7 @@ from vendhub.recorder import queries
 from vendhub.recorder.audit import async_start_auditing
 from vendhub.recorder.ledger import ResubmitRefused, resubmit_rejected_money_event
 from vendhub.util.dt import utcnow
+from vendhub.util.text import shorten
 
 if TYPE_CHECKING:
     from vendhub.core.hub import Hub
@@ -84,7 +85,28 @@ RESUBMIT_SCHEMA = vol.Schema(
         vol.Optional("data", default=dict): vol.Schema({cv.string: object}),
     }
 )
-PURGE_SCHEMA = vol.Schema({vol.Optional("keep_days"): cv.non_negative_int})
+MAX_KEEP_DAYS = cv.MAX_TIME_PERIOD_SECONDS // 86400
+"""The longest history kept: 36,500 days (a hundred years, the longest time period taken);
+the purge's cut-off, now minus ``keep_days``, must stay a date the calendar can hold."""
+
+
+def keep_days(minimum: int) -> Any:
+    """A validator of ``keep_days``: whole days from ``minimum`` to ``MAX_KEEP_DAYS``."""
+    expected = f"keep_days from {minimum} to {MAX_KEEP_DAYS:,} days (100 years)"
+
+    def validate(value: Any) -> int:
+        days = cv.integer(value)
+        if not minimum <= days <= MAX_KEEP_DAYS:
+            raise vol.Invalid(
+                f"expected {expected}, got {shorten(str(days))}: the purge deletes history "
+                "older than now minus keep_days, and that date must lie within the calendar"
+            )
+        return days
+
+    return validate
+
+
+PURGE_SCHEMA = vol.Schema({vol.Optional("keep_days"): keep_days(0)})
 AUDIT_LOG_FILTERS = ("actor_type", "actor_id", "target_type", "target_id", "action")
 AUDIT_LOG_SCHEMA = vol.Schema(
     {
