@@ -528,14 +528,7 @@ class VendEngine:
             **counts,
             **{code: max(self.stock.get(code, 0), planogram[code].fill_level) for code in to_fill},
         }
-        changes = {
-            code: {
-                "product": planogram[code].product,
-                "added": count - self.stock.get(code, 0),
-                "stock": count,
-            }
-            for code, count in targets.items()
-        }
+        changes = self._stock_changes(targets, planogram)
         await self.journal.async_set_stock(self.machine_id, targets)
         context = context or Context()
         for code, count in targets.items():
@@ -543,6 +536,19 @@ class VendEngine:
             self._notify_stock(code, context)
         self._fire_stock_refilled(changes, context)
         return changes
+
+    def _stock_changes(
+        self, targets: Mapping[str, int], plans: Mapping[str, SlotPlan]
+    ) -> dict[str, dict[str, Any]]:
+        """``stock_refilled``'s slots for setting each slot of ``targets`` to its count."""
+        return {
+            code: {
+                "product": plans[code].product,
+                "added": count - self.stock.get(code, 0),
+                "stock": count,
+            }
+            for code, count in targets.items()
+        }
 
     def _fire_stock_refilled(self, changes: Mapping[str, Any], context: Context) -> None:
         """``stock_refilled`` (the ledger's stock movements: refills, and corrections of a
@@ -594,14 +600,7 @@ class VendEngine:
             for code, plan in accepted.items():
                 for listener in list(self._plan_listeners):
                     listener(code, plan, context)
-            changes = {
-                code: {
-                    "product": accepted[code].product,
-                    "added": count - self.stock.get(code, 0),
-                    "stock": count,
-                }
-                for code, count in cut.items()
-            }
+            changes = self._stock_changes(cut, accepted)
             for code, count in cut.items():
                 self.stock[code] = count
                 self._notify_stock(code, context)

@@ -9,16 +9,12 @@ session once.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from datetime import time as wall_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.const import EVENT_VEND_COMPLETED
 from vendhub.core.hub import Hub
 from vendhub.vending.journal import read_journal
@@ -61,25 +57,6 @@ def write_config(
             time_zone=time_zone, extra="recorder:" if recorder else "", currency=currency
         )
     )
-
-
-@pytest.fixture
-async def hubs() -> AsyncIterator[Callable[[Path], Any]]:
-    """Start hubs on a folder (one after another); whatever still runs is stopped at the end."""
-    started: list[Hub] = []
-
-    async def start(config_dir: Path) -> Hub:
-        prepared = prepare(config_dir)
-        assert prepared.issues == []
-        hub, report = await async_start_hub(prepared)
-        assert report.failed == {}, report.failed
-        started.append(hub)
-        return hub
-
-    yield start
-    for hub in started:
-        if not hub.is_stopping:
-            await hub.async_stop()
 
 
 async def sell(hub: Hub, slot: str) -> dict[str, Any]:

@@ -10,14 +10,13 @@ the same folder where a restart matters.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.http.hub_process import free_port
-from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.context import Context
 from vendhub.core.errors import InvalidServiceData
 from vendhub.core.hub import Hub
@@ -52,26 +51,6 @@ def write_config(config_dir: Path, *, a1_price: int = 150, extra: str = "") -> N
     (config_dir / "configuration.yaml").write_text(
         CONFIGURATION.format(a1_price=a1_price, extra=extra)
     )
-
-
-@pytest.fixture
-async def hubs() -> AsyncIterator[Callable[[Path], Any]]:
-    """Start hubs on a folder (one after another); whatever still runs is stopped at the end."""
-    started: list[Hub] = []
-
-    async def start(config_dir: Path) -> Hub:
-        prepared = prepare(config_dir)
-        assert prepared.issues == []
-        hub, report = await async_start_hub(prepared)
-        assert report.failed == {}, report.failed
-        assert hub.data["vending"].broken == {}
-        started.append(hub)
-        return hub
-
-    yield start
-    for hub in started:
-        if not hub.is_stopping:
-            await hub.async_stop()
 
 
 def slot(hub: Hub, code: str) -> dict[str, Any]:

@@ -8,15 +8,12 @@ the recorder, once per database backend (the recorder tests' fixtures).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select
 
-from vendhub.bootstrap import async_start_hub, prepare
 from vendhub.core.errors import InvalidServiceData
 from vendhub.core.events import Event
 from vendhub.core.hub import Hub
@@ -49,26 +46,6 @@ def write_config(config_dir: Path, db_url: str | None = None) -> None:
         "" if db_url is None else f'recorder:\n  db_url: "{db_url}"\n  commit_interval: 0.1\n'
     )
     (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(recorder=recorder))
-
-
-@pytest.fixture
-async def hubs() -> AsyncIterator[Callable[..., Any]]:
-    """Start hubs on a folder (one after another); whatever still runs is stopped at the end."""
-    started: list[Hub] = []
-
-    async def start(config_dir: Path) -> Hub:
-        prepared = await asyncio.to_thread(prepare, config_dir)
-        assert prepared.issues == []
-        hub, report = await async_start_hub(prepared)
-        assert report.failed == {}, report.failed
-        assert hub.data["vending"].broken == {}
-        started.append(hub)
-        return hub
-
-    yield start
-    for hub in started:
-        if not hub.is_stopping:
-            await hub.async_stop()
 
 
 async def call(hub: Hub, service: str, **data: Any) -> Any:
