@@ -127,6 +127,25 @@ async def settled(hub: Hub) -> None:
     await hub.async_block_till_done(timeout=10)
 
 
+async def two_sales_then_a_restart(
+    hubs: Callable[..., Awaitable[Started]], machines: MachineFactory
+) -> tuple[TestMachine, str, datetime]:
+    """A hub records two cash sales of lobby_1 (150 stamped now, then 120) and stops; returns
+    the machine, the first sale's event id and its stamp, to send it again."""
+    first = await hubs()
+    hub, _recorder, runtime = first
+    machine = await machines("lobby_1")
+    await adopted_machine(hub, runtime, machine)
+    stamp = datetime.now(UTC)
+    # Cash vends that name neither the slot's stock nor the cash box: the hub counts both.
+    event_id = await sell(machine, price=150, ts=stamp)
+    await machine.wait_acked(event_id)
+    await machine.wait_acked(await sell(machine, price=120))
+    assert figures(hub) == (2, 270)
+    await restart(first)
+    return machine, event_id, stamp
+
+
 async def test_the_days_sales_survive_a_restart_and_a_new_sale_adds_one(
     hubs: Callable[..., Awaitable[Started]], machines: MachineFactory
 ) -> None:
@@ -152,17 +171,7 @@ async def test_the_days_sales_survive_a_restart_and_a_new_sale_adds_one(
 async def test_a_sale_sent_again_after_a_restart_is_counted_once_and_changes_nothing(
     hubs: Callable[..., Awaitable[Started]], machines: MachineFactory
 ) -> None:
-    first = await hubs()
-    hub, _recorder, runtime = first
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
-    stamp = datetime.now(UTC)
-    # Cash vends that name neither the slot's stock nor the cash box: the hub counts both.
-    lost = await sell(machine, price=150, ts=stamp)
-    await machine.wait_acked(lost)
-    await machine.wait_acked(await sell(machine, price=120))
-    assert figures(hub) == (2, 270)
-    await restart(first)
+    machine, lost, stamp = await two_sales_then_a_restart(hubs, machines)
 
     hub, _recorder, runtime = await hubs()
     await settled(hub)
@@ -195,20 +204,12 @@ async def test_a_sale_sent_again_after_a_restart_is_counted_once_and_changes_not
 async def test_a_sale_that_comes_while_the_ledger_is_read_is_counted_once(
     hubs: Callable[..., Awaitable[Started]], machines: MachineFactory
 ) -> None:
-    first = await hubs()
-    hub, _recorder, runtime = first
-    machine = await machines("lobby_1")
-    await adopted_machine(hub, runtime, machine)
-    stamp = datetime.now(UTC)
-    resent = await sell(machine, price=150, ts=stamp)
-    await machine.wait_acked(resent)
-    await machine.wait_acked(await sell(machine, price=120))
-    await restart(first)
+    machine, resent, stamp = await two_sales_then_a_restart(hubs, machines)
 
     # The new hub reads the day's sales from the ledger only once the resent sale was
     # handled (the ledger had it: not counted live) and a new one was counted live.
     gate = asyncio.Event()
-    hub, _recorder, runtime = await hubs(hold_query=gate)
+    hub, _recorder, _runtime = await hubs(hold_query=gate)
     await until(lambda: hub.states.is_state(MACHINE, "online"))
     acks = machine.acked().count(resent)
     await sell(machine, price=150, event_id=resent, ts=stamp)
