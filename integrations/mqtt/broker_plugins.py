@@ -21,7 +21,6 @@ amqtt creates the plugins itself from dotted names; ``EmbeddedBroker`` passes th
 from __future__ import annotations
 
 import hmac
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
@@ -29,10 +28,13 @@ from typing import TYPE_CHECKING, Any, Final
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
-from vendhub.const import STORAGE_DIR
 from vendhub.machine import protocol
-from vendhub.machine.credentials import HUB_USERNAME, CredentialStore
-from vendhub.machine.credentials import STORAGE_KEY as CREDENTIALS_KEY
+from vendhub.machine.credentials import (
+    HUB_USERNAME,
+    CredentialStore,
+    FileStamp,
+    credentials_file_stamp,
+)
 from vendhub.machine.mosquitto_files import HUB_WRITES, MACHINE_READS, MACHINE_WRITES
 
 if TYPE_CHECKING:
@@ -143,9 +145,8 @@ class CredentialChecker:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.path = hub.path(STORAGE_DIR, CREDENTIALS_KEY)
         self._store = CredentialStore(hub)
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: FileStamp | None = None
         self._own: tuple[str, str] | None = None
 
     def accept_own_login(self, username: str, password: str) -> None:
@@ -160,14 +161,7 @@ class CredentialChecker:
     @property
     def changed(self) -> bool:
         """Whether the store file changed since it was last read."""
-        return self._file_stamp() != self._stamp
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            found = os.stat(self.path)
-        except OSError:
-            return None
-        return (found.st_mtime_ns, found.st_size, found.st_ino)
+        return credentials_file_stamp(self.hub) != self._stamp
 
     async def async_check(self, username: str, password: str) -> bool:
         """Whether the login is valid (PBKDF2 with 101 rounds: about 0.1 ms, in the loop)."""
@@ -178,7 +172,7 @@ class CredentialChecker:
 
     def refresh(self) -> None:
         """Read the store again on the next check if its file changed."""
-        stamp = self._file_stamp()
+        stamp = credentials_file_stamp(self.hub)
         if stamp != self._stamp:
             self._store, self._stamp = CredentialStore(self.hub), stamp
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -27,12 +26,15 @@ from vendhub.auth.tokens import (
     verify_access_token,
 )
 from vendhub.auth.users import User, username_problem
-from vendhub.const import STORAGE_DIR
 from vendhub.core.errors import VendHubError
 from vendhub.core.timers import async_track_time_interval
 from vendhub.helpers.storage import Store
-from vendhub.machine.credentials import STORAGE_KEY as CREDENTIALS_KEY
-from vendhub.machine.credentials import CredentialStore, verify_password
+from vendhub.machine.credentials import (
+    CredentialStore,
+    FileStamp,
+    credentials_file_stamp,
+    verify_password,
+)
 
 if TYPE_CHECKING:
     from vendhub.core.events import Unsubscribe
@@ -126,7 +128,7 @@ class AuthManager:
         self._machine_tokens: dict[str, TokenRecord] = {}
         # token id -> the machine's password hash at sign-in: a new one revokes the token
         self._machine_hashes: dict[str, str] = {}
-        self._credentials_stamp: tuple[int, int, int] | None = None
+        self._credentials_stamp: FileStamp | None = None
         self._credentials_watch: Unsubscribe | None = None
         self._damaged_store: Path | None = None  # a corrupt user store moved aside
         self._onboarding_lock = asyncio.Lock()
@@ -244,7 +246,7 @@ class AuthManager:
         if retry_after > 0:
             raise LoginLocked(retry_after)
         # Read the store each time: `vendhub machine add` changes it while the hub runs.
-        stamp = self._credentials_file_stamp()
+        stamp = credentials_file_stamp(self.hub)
         users = (await CredentialStore(self.hub).async_credentials()).users
         encoded = users.get(machine_id)
         if encoded is None or not verify_password(password, encoded):
@@ -279,17 +281,10 @@ class AuthManager:
             del self._machine_tokens[token_id]
             self._machine_hashes.pop(token_id, None)
 
-    def _credentials_file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            found = os.stat(self.hub.path(STORAGE_DIR, CREDENTIALS_KEY))
-        except OSError:
-            return None
-        return (found.st_mtime_ns, found.st_size, found.st_ino)
-
     async def _async_check_machine_credentials(self, _now: datetime) -> None:
         """Revoke the tokens of machines whose credentials changed ('vendhub machine remove',
         'machine add --rotate', run while the hub runs)."""
-        stamp = self._credentials_file_stamp()
+        stamp = credentials_file_stamp(self.hub)
         if stamp == self._credentials_stamp or not self._machine_tokens:
             return
         self._credentials_stamp = stamp

@@ -208,6 +208,20 @@ class CredentialStore:
         return encoded is not None and verify_password(password, encoded)
 
 
+FileStamp = tuple[int, int, int]
+"""What changes when the credential store file is written: modification time, size, inode."""
+
+
+def credentials_file_stamp(hub: Hub) -> FileStamp | None:
+    """The store file's stamp now (None while there is no file): a cheap ``stat`` that tells
+    whether ``vendhub machine add`` / ``remove`` changed it since it was last read."""
+    try:
+        found = os.stat(hub.path(STORAGE_DIR, STORAGE_KEY))
+    except OSError:
+        return None
+    return (found.st_mtime_ns, found.st_size, found.st_ino)
+
+
 def _now() -> str:
     return utcnow().replace(microsecond=0).isoformat()
 
