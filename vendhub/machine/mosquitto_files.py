@@ -20,6 +20,7 @@ from typing import Final
 
 from vendhub.machine import protocol
 from vendhub.machine.credentials import HUB_USERNAME, Credentials, load_credentials
+from vendhub.util.paths import blocking_file
 
 PASSWORD_FILE_NAME: Final = "vendhub.passwd"
 ACL_FILE_NAME: Final = "vendhub.acl"
@@ -79,7 +80,7 @@ def write_mosquitto_files(
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ValueError(
-            f"cannot write the Mosquitto files into {folder}: {_not_a_folder(folder)} exists "
+            f"cannot write the Mosquitto files into {folder}: {blocking_file(folder)} exists "
             "and is not a folder; give --out a folder (a missing one is created)"
         ) from None
     password_file = folder / PASSWORD_FILE_NAME
@@ -87,14 +88,6 @@ def write_mosquitto_files(
     _write_atomic(password_file, password_file_text(credentials))
     _write_atomic(acl_file, acl_file_text(credentials, prefix))
     return password_file, acl_file
-
-
-def _not_a_folder(folder: Path) -> Path:
-    """The part of ``folder`` (itself or a parent) that is there but is not a folder."""
-    for part in (folder, *folder.parents):
-        if part.exists() or part.is_symlink():
-            return part if not part.is_dir() else folder
-    return folder
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vendhub.util.paths import blocking_file
+
 SCHEMA_VERSION = 1
 DEFAULT_KEEP_DAYS = 7.0
 _ACK_CHUNK = 500  # ids per statement, well below SQLite's bound-parameter limit
@@ -79,16 +81,9 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            blocker = next(
-                (
-                    part
-                    for part in self.path.parents
-                    if (part.exists() or part.is_symlink()) and not part.is_dir()
-                ),
-                self.path.parent,
-            )
             raise OutboxFolderError(
-                f"cannot keep the outbox {self.path.name} in {self.path.parent}: {blocker} "
+                f"cannot keep the outbox {self.path.name} in {self.path.parent}: "
+                f"{blocking_file(self.path.parent)} "
                 "exists and is not a folder; give the outbox a folder (a missing one is created)"
             ) from None
         self.keep_days = float(keep_days)
