@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 
 from vendhub.automation.triggers.mqtt import EVENT_MQTT_MESSAGE_RECEIVED
-from vendhub.const import EVENT_STOCK_REFILLED
 from vendhub.core.context import Context
 from vendhub.core.errors import InvalidServiceData, VendHubError
 from vendhub.core.events import Event, Unsubscribe
@@ -44,7 +43,7 @@ from vendhub.machine.entities import (
     SlotEntity,
     TemperatureSensor,
 )
-from vendhub.machine.link import Handled, MachineLink, Outcome
+from vendhub.machine.link import LEDGER_EVENT_TYPES, Handled, MachineLink, Outcome
 from vendhub.recorder.ledger import has_money_event
 from vendhub.recorder.queries import completed_vends
 from vendhub.recorder.recorder import DATA_RECORDER, RecorderNotRunning, recorder_configured
@@ -451,9 +450,7 @@ class MqttRuntime:
         recorder = self.hub.data.get(DATA_RECORDER)
         if recorder is None:
             return False
-        money_event = (
-            EVENT_STOCK_REFILLED if event["event"] == protocol.EVENT_RESTOCKED else event["event"]
-        )
+        money_event = LEDGER_EVENT_TYPES[event["event"]]
         try:
             recorded = await recorder.async_query(
                 has_money_event, money_event, machine_id, event["id"]
