@@ -306,6 +306,17 @@ def _parse_envelope(raw: bytes) -> dict[str, Any]:
     return envelope
 
 
+def read_stored_data(config_dir: Path, key: str, version: int) -> Any | None:
+    """The data of ``.storage/<key>`` read without a hub (for the command line); None when the
+    file is missing, unreadable, corrupt or of another major version. It is only read: never
+    moved aside nor written, as a running hub's Store would."""
+    try:
+        envelope = _parse_envelope((Path(config_dir) / STORAGE_DIR / key).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return envelope["data"] if envelope["version"] == version else None
+
+
 def _fsync_folder(folder: Path) -> None:
     descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -314,4 +325,4 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-__all__ = ["MigrateFunc", "StorageError", "Store"]
+__all__ = ["MigrateFunc", "StorageError", "Store", "read_stored_data"]

@@ -7,12 +7,11 @@ the hub and reads it, so it tells the machine the port the broker really uses.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vendhub.const import STORAGE_DIR
+from vendhub.helpers.storage import read_stored_data
 
 STORAGE_KEY = "mqtt.embedded_broker"
 STORAGE_VERSION = 1
@@ -33,17 +32,15 @@ class BrokerListeners:
 def read_last_listeners(config_dir: Path) -> BrokerListeners | None:
     """The listeners the hub in ``config_dir`` last started its embedded broker with; None when
     it never did, or the file cannot be read (the caller then says what the default is)."""
-    path = config_dir / STORAGE_DIR / STORAGE_KEY
+    data = read_stored_data(config_dir, STORAGE_KEY, STORAGE_VERSION)
+    if data is None:
+        return None
     try:
-        envelope = json.loads(path.read_text(encoding="utf-8"))
-        data = envelope["data"]
-        if envelope.get("version") != STORAGE_VERSION:
-            return None
         tls_port = data.get("tls_port")
         return BrokerListeners(
             port=int(data["port"]),
             tls_port=int(tls_port) if tls_port is not None else None,
             started=str(data["started"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (AttributeError, ValueError, KeyError, TypeError):
         return None
